@@ -1,0 +1,13 @@
+// Command affectd streams facial action units, valence/arousal and
+// expression for every face in live video. See README.md.
+package main
+
+import (
+	"os"
+
+	"github.com/affectd/affectd/daemon"
+)
+
+func main() {
+	os.Exit(daemon.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,736 @@
+package infer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Errors returned to callers of the engine.
+var (
+	// ErrOverloaded: the queue is full and the overload policy is Reject.
+	ErrOverloaded = errors.New("inference queue full")
+	// ErrClosed: the engine is stopping or stopped.
+	ErrClosed = errors.New("inference engine closed")
+)
+
+// OverloadPolicy says what Reserve does when QueueLimit faces already wait.
+type OverloadPolicy int
+
+// Overload policies.
+const (
+	// OverloadReject fails the new request at once with ErrOverloaded and
+	// counts it (affectd_infer_rejected_total{reason="queue_full"}): the
+	// caller keeps its previous estimate and tries again with a fresher crop.
+	OverloadReject OverloadPolicy = iota
+	// OverloadWait blocks Reserve until there is room or its context ends
+	// (offline analysis, where every frame must be analysed).
+	OverloadWait
+)
+
+var overloadNames = [...]string{"reject", "wait"}
+
+func (p OverloadPolicy) String() string {
+	if int(p) < len(overloadNames) {
+		return overloadNames[p]
+	}
+	return fmt.Sprintf("OverloadPolicy(%d)", int(p))
+}
+
+// ParseOverloadPolicy parses "reject" or "wait".
+func ParseOverloadPolicy(s string) (OverloadPolicy, error) {
+	for i, n := range overloadNames {
+		if s == n {
+			return OverloadPolicy(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown overload policy %q (want %s)", s, strings.Join(overloadNames[:], ", "))
+}
+
+// Options are the engine's knobs. Zero values take the defaults noted.
+type Options struct {
+	// MaxBatch is the largest batch run at once (default 16).
+	MaxBatch int
+	// MaxWait is how long the first face of a batch may wait for more
+	// faces before the batch runs anyway (default 5ms). A batch only waits
+	// while a runner is free: when all runners are busy it keeps filling.
+	MaxWait time.Duration
+	// QueueLimit bounds the faces waiting to run (default 4×MaxBatch; at
+	// least MaxBatch).
+	QueueLimit int
+	// Overload is the policy when QueueLimit faces wait (default reject).
+	Overload OverloadPolicy
+	// Runners is the number of batches run concurrently (default 1; more
+	// helps GPUs overlap transfers and compute).
+	Runners int
+	// KeepFeatures copies the features output into each Result.
+	KeepFeatures bool
+	// Registerer receives the engine's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 16
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 5 * time.Millisecond
+	}
+	if o.QueueLimit <= 0 {
+		o.QueueLimit = 4 * o.MaxBatch
+	}
+	if o.Runners <= 0 {
+		o.Runners = 1
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.MaxBatch > 1024:
+		return fmt.Errorf("infer: max batch %d is over 1024", o.MaxBatch)
+	case o.QueueLimit < o.MaxBatch:
+		return fmt.Errorf("infer: queue limit %d is below max batch %d: batches could never fill", o.QueueLimit, o.MaxBatch)
+	case o.Overload != OverloadReject && o.Overload != OverloadWait:
+		return fmt.Errorf("infer: unknown overload policy %d", o.Overload)
+	}
+	return nil
+}
+
+// runner runs the model on a batch. The ONNX Runtime session (*Model) is
+// the real one; tests pass fakes.
+type runner interface {
+	// run computes rows [0,n) of b.in into b.feats and b.logits. It may be
+	// called concurrently for different batches.
+	run(b *batch, n int) error
+	// release frees whatever run attached to b.ext.
+	release(b *batch)
+}
+
+// batch is one pooled batch tensor and the requests whose rows it holds.
+type batch struct {
+	in     []float32 // MaxBatch × 3×S×S, NCHW
+	feats  []float32 // MaxBatch × FeatureDim
+	logits []float32 // MaxBatch × NumLogits
+	reqs   []*Request
+	ext    any // the runner's views of this batch (ORT tensors)
+
+	n        int       // rows reserved
+	unfilled int       // rows reserved but not yet submitted
+	closed   bool      // no more rows will be reserved
+	first    time.Time // first reservation: the deadline is first+MaxWait
+}
+
+// Engine is the micro-batcher: one queue for every face of every stream.
+// Callers Reserve a row of a pooled batch tensor, write the aligned crop
+// straight into it, Submit, and Wait for their own decoded Result. Batches
+// run when full, or when their first face has waited MaxWait and a runner
+// is free. Admission is bounded by QueueLimit with an explicit policy.
+//
+// All methods are safe for concurrent use.
+type Engine struct {
+	r      runner
+	md     Metadata
+	o      Options
+	inSize int
+	m      *metrics
+
+	slots chan struct{} // admission tokens: one per waiting face
+	wake  chan struct{} // cap 1: state changed, the dispatcher looks again
+	idle  chan struct{} // cap Runners: a runner is free
+	runq  chan *batch   // dispatcher → runners
+	stopc chan struct{} // closed when stopping begins
+	done  chan struct{} // closed when Run has drained and returned
+
+	mu       sync.Mutex
+	cur      *batch   // the batch taking reservations
+	ready    []*batch // closed and filled, FIFO
+	free     []*batch
+	all      []*batch
+	filling  int // closed batches with unsubmitted rows
+	reqFree  []*Request
+	stopping bool
+	started  bool
+
+	closeOnce sync.Once
+
+	stats struct{ batches, faces, rejected, failures atomic.Int64 }
+}
+
+// Stats are the engine's running totals.
+type Stats struct {
+	Batches, Faces, Rejected, Failures int64
+}
+
+// Stats returns the engine's running totals (also exported as metrics).
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Batches:  e.stats.batches.Load(),
+		Faces:    e.stats.faces.Load(),
+		Rejected: e.stats.rejected.Load(),
+		Failures: e.stats.failures.Load(),
+	}
+}
+
+// New makes an engine for a loaded model. It allocates every batch buffer
+// now; Run starts the work.
+func New(m *Model, o Options) (*Engine, error) {
+	return newEngine(m, m.Metadata(), o)
+}
+
+func newEngine(r runner, md Metadata, o Options) (*Engine, error) {
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if md.Input.Size <= 0 {
+		return nil, fmt.Errorf("infer: model input size %d", md.Input.Size)
+	}
+	met, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		r: r, md: md, o: o, m: met,
+		inSize: 3 * md.Input.Size * md.Input.Size,
+		slots:  make(chan struct{}, o.QueueLimit),
+		wake:   make(chan struct{}, 1),
+		idle:   make(chan struct{}, o.Runners),
+		runq:   make(chan *batch),
+		stopc:  make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	// Enough buffers that admission, not buffers, is the limit: the
+	// runners' batches, the full batches the queue can hold, and the one
+	// filling.
+	nbuf := o.Runners + (o.QueueLimit-1)/o.MaxBatch + 1
+	for i := 0; i < nbuf; i++ {
+		b := &batch{
+			in:     make([]float32, o.MaxBatch*e.inSize),
+			feats:  make([]float32, o.MaxBatch*md.FeatureDim),
+			logits: make([]float32, o.MaxBatch*md.NumLogits),
+			reqs:   make([]*Request, o.MaxBatch),
+		}
+		e.free = append(e.free, b)
+		e.all = append(e.all, b)
+	}
+	return e, nil
+}
+
+// Metadata returns the model's description.
+func (e *Engine) Metadata() Metadata { return e.md }
+
+// Options returns the engine's options, defaults filled in.
+func (e *Engine) Options() Options { return e.o }
+
+// InputSize is the number of float32 values in one face's input (3×S×S).
+func (e *Engine) InputSize() int { return e.inSize }
+
+// Run dispatches batches to the runners until ctx ends or Close is called,
+// then drains: every submitted request still gets its result. It returns
+// nil after a clean drain.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.started {
+		stopping := e.stopping
+		e.mu.Unlock()
+		if stopping { // closed already: Close drained the queue
+			<-e.done
+			return nil
+		}
+		return errors.New("infer: Run called twice")
+	}
+	e.started = true
+	e.mu.Unlock()
+	stop := context.AfterFunc(ctx, e.beginStop)
+	defer stop()
+
+	var wg sync.WaitGroup
+	for i := 0; i < e.o.Runners; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.runLoop()
+		}()
+	}
+	for {
+		<-e.idle // a runner is free: only now is a partial batch worth closing
+		b := e.nextBatch()
+		if b == nil {
+			break
+		}
+		e.runq <- b
+	}
+	close(e.runq)
+	wg.Wait()
+	close(e.done)
+	return nil
+}
+
+// Close stops taking requests, waits until Run has drained the submitted
+// ones (draining itself when Run was never called), and frees the batch buffers' runtime views. Requests reserved but
+// neither submitted nor released hold the drain: release them first. Close
+// does not close the Model. It is safe to call twice.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.beginStop()
+		e.mu.Lock()
+		started := e.started
+		e.mu.Unlock()
+		if !started {
+			// Nobody ran the engine: drain here, so that every submitted
+			// request still gets its result.
+			e.Run(context.Background())
+		}
+		<-e.done
+		for _, b := range e.all {
+			e.r.release(b)
+		}
+	})
+	return nil
+}
+
+func (e *Engine) beginStop() {
+	e.mu.Lock()
+	if !e.stopping {
+		e.stopping = true
+		close(e.stopc)
+	}
+	e.mu.Unlock()
+	e.poke()
+}
+
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Reserve admits one face and returns its request, whose Input is a row of
+// a pooled batch tensor. The caller writes the crop into Input, then calls
+// Submit (or Release to give the row up). With OverloadReject a full queue
+// returns ErrOverloaded at once; with OverloadWait Reserve waits for room
+// until ctx ends.
+func (e *Engine) Reserve(ctx context.Context) (*Request, error) {
+	select {
+	case e.slots <- struct{}{}:
+	default:
+		if e.o.Overload == OverloadReject {
+			e.m.rejected.Inc()
+			e.stats.rejected.Add(1)
+			return nil, ErrOverloaded
+		}
+		select {
+		case e.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-e.stopc:
+			return nil, ErrClosed
+		}
+	}
+	e.mu.Lock()
+	if e.stopping {
+		e.mu.Unlock()
+		<-e.slots
+		return nil, ErrClosed
+	}
+	b := e.cur
+	if b == nil {
+		if len(e.free) == 0 { // cannot happen with the buffer count New sizes; stay safe
+			e.mu.Unlock()
+			<-e.slots
+			e.m.rejected.Inc()
+			e.stats.rejected.Add(1)
+			return nil, ErrOverloaded
+		}
+		b = e.free[len(e.free)-1]
+		e.free = e.free[:len(e.free)-1]
+		b.first = time.Now()
+		e.cur = b
+		defer e.poke() // the dispatcher arms the deadline
+	}
+	r := e.newRequestLocked()
+	r.b, r.row = b, b.n
+	r.in = b.in[b.n*e.inSize : (b.n+1)*e.inSize]
+	b.reqs[b.n] = r
+	b.n++
+	b.unfilled++
+	if b.n == e.o.MaxBatch {
+		b.closed = true
+		e.cur = nil
+		e.filling++
+	}
+	e.m.pending.Inc()
+	e.mu.Unlock()
+	return r, nil
+}
+
+func (e *Engine) newRequestLocked() *Request {
+	var r *Request
+	if n := len(e.reqFree); n > 0 {
+		r = e.reqFree[n-1]
+		e.reqFree = e.reqFree[:n-1]
+	} else {
+		r = e.allocRequest()
+	}
+	r.submitted, r.cancelled, r.err = false, false, nil
+	r.refs.Store(2) // the caller's and the engine's
+	r.reserved = time.Now()
+	return r
+}
+
+func (e *Engine) allocRequest() *Request {
+	k := e.md.NumLogits
+	r := &Request{
+		e:      e,
+		done:   make(chan struct{}, 1),
+		logits: make([]float32, k),
+		values: make([]float32, k),
+		active: make([]bool, k),
+	}
+	if e.o.KeepFeatures {
+		r.feats = make([]float32, e.md.FeatureDim)
+	}
+	r.res.Heads = make([]HeadResult, len(e.md.Heads))
+	for i, h := range e.md.Heads {
+		hr := &r.res.Heads[i]
+		hr.Name, hr.Labels = h.Name, h.Labels
+		hr.Values = r.values[h.Offset : h.Offset+len(h.Labels)]
+		if h.Threshold != nil {
+			hr.Active = r.active[h.Offset : h.Offset+len(h.Labels)]
+		}
+	}
+	if k > 0 {
+		r.res.Logits = r.logits
+	}
+	r.res.Features = r.feats
+	return r
+}
+
+// submit marks a row filled; a full batch whose rows are all filled is ready.
+func (e *Engine) submit(r *Request) {
+	e.mu.Lock()
+	b := r.b
+	b.unfilled--
+	wake := false
+	if b.unfilled == 0 {
+		if b.closed {
+			e.filling--
+			e.ready = append(e.ready, b)
+		}
+		wake = true
+	}
+	e.mu.Unlock()
+	if wake {
+		e.poke()
+	}
+}
+
+// nextBatch blocks until a batch should run: a ready full batch, or the
+// filling batch once its deadline passed (or when stopping). It returns nil
+// when stopping and nothing is left.
+func (e *Engine) nextBatch() *batch {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		var wait time.Duration = -1
+		e.mu.Lock()
+		if len(e.ready) > 0 {
+			b := e.ready[0]
+			copy(e.ready, e.ready[1:])
+			e.ready[len(e.ready)-1] = nil
+			e.ready = e.ready[:len(e.ready)-1]
+			e.handOffLocked(b)
+			e.mu.Unlock()
+			return b
+		}
+		if b := e.cur; b != nil && b.unfilled == 0 {
+			left := time.Until(b.first.Add(e.o.MaxWait))
+			if e.stopping || left <= 0 {
+				b.closed = true
+				e.cur = nil
+				e.handOffLocked(b)
+				e.mu.Unlock()
+				return b
+			}
+			wait = left
+		}
+		if e.stopping && e.cur == nil && e.filling == 0 {
+			e.mu.Unlock()
+			return nil
+		}
+		e.mu.Unlock()
+		if wait < 0 {
+			<-e.wake
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-e.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// handOffLocked moves a batch from the queue to a runner: its faces no
+// longer count against QueueLimit.
+func (e *Engine) handOffLocked(b *batch) {
+	now := time.Now()
+	for i := 0; i < b.n; i++ {
+		<-e.slots
+		e.m.queueWait.Observe(now.Sub(b.reqs[i].reserved).Seconds())
+	}
+	e.m.pending.Sub(float64(b.n))
+}
+
+func (e *Engine) runLoop() {
+	for {
+		e.idle <- struct{}{}
+		b, ok := <-e.runq
+		if !ok {
+			return
+		}
+		e.execute(b)
+	}
+}
+
+func (e *Engine) execute(b *batch) {
+	n := b.n
+	start := time.Now()
+	err := e.r.run(b, n)
+	e.m.runSeconds.Observe(time.Since(start).Seconds())
+	e.m.batchSize.Observe(float64(n))
+	e.stats.batches.Add(1)
+	if err != nil {
+		e.m.failures.Inc()
+		e.stats.failures.Add(1)
+		err = fmt.Errorf("infer: batch of %d: %w", n, err)
+	} else {
+		e.m.faces.Add(float64(n))
+		e.stats.faces.Add(int64(n))
+	}
+	for i := 0; i < n; i++ {
+		r := b.reqs[i]
+		b.reqs[i] = nil
+		if err == nil && !r.cancelled {
+			e.decode(r, b, i)
+		}
+		r.err = err
+		r.done <- struct{}{}
+		r.unref()
+	}
+	e.mu.Lock()
+	b.n, b.unfilled, b.closed = 0, 0, false
+	e.free = append(e.free, b)
+	e.mu.Unlock()
+}
+
+// decode copies row i's outputs into the request and applies each head's
+// activation and threshold.
+func (e *Engine) decode(r *Request, b *batch, i int) {
+	k := e.md.NumLogits
+	copy(r.logits, b.logits[i*k:(i+1)*k])
+	if r.feats != nil {
+		d := e.md.FeatureDim
+		copy(r.feats, b.feats[i*d:(i+1)*d])
+	}
+	for hi, h := range e.md.Heads {
+		hr := &r.res.Heads[hi]
+		decodeHead(h, r.logits[h.Offset:h.Offset+len(h.Labels)], hr)
+	}
+}
+
+func decodeHead(h Head, raw []float32, hr *HeadResult) {
+	out := hr.Values
+	hr.Top = -1
+	switch h.Activation {
+	case ActivationSigmoid:
+		for j, x := range raw {
+			out[j] = float32(1 / (1 + math.Exp(-float64(x))))
+		}
+	case ActivationTanh:
+		for j, x := range raw {
+			out[j] = float32(math.Tanh(float64(x)))
+		}
+	case ActivationSoftmax:
+		top := 0
+		for j, x := range raw {
+			if x > raw[top] {
+				top = j
+			}
+		}
+		max := float64(raw[top])
+		var sum float64
+		for j, x := range raw {
+			v := math.Exp(float64(x) - max)
+			out[j] = float32(v)
+			sum += v
+		}
+		for j := range out {
+			out[j] = float32(float64(out[j]) / sum)
+		}
+		hr.Top = top
+	default:
+		copy(out, raw)
+	}
+	if h.Threshold != nil {
+		t := *h.Threshold
+		for j, v := range out {
+			hr.Active[j] = v >= t
+		}
+	}
+}
+
+// Request is one face's trip through the engine. Use it from one goroutine:
+// Input → Submit → Wait → Release. Every Reserve must end in Release.
+type Request struct {
+	e         *Engine
+	b         *batch
+	row       int
+	in        []float32
+	submitted bool
+	cancelled bool
+	reserved  time.Time
+	done      chan struct{}
+	refs      atomic.Int32
+	err       error
+
+	logits, values, feats []float32
+	active                []bool
+	res                   Result
+}
+
+// Input is this face's row of the batch tensor: 3×S×S float32, NCHW, RGB,
+// normalised with the model's mean and std. Valid until Submit.
+func (r *Request) Input() []float32 { return r.in }
+
+// Submit hands the filled row to the batcher. Call it once.
+func (r *Request) Submit() {
+	if r.submitted {
+		return
+	}
+	r.submitted = true
+	r.e.submit(r)
+}
+
+// Wait blocks until the result is ready or ctx ends. The Result stays
+// valid until Release.
+func (r *Request) Wait(ctx context.Context) (*Result, error) {
+	select {
+	case <-r.done:
+		// Leave the token for a second Wait.
+		r.done <- struct{}{}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return &r.res, nil
+}
+
+// Release ends the request. An unsubmitted row is given up (the batch runs
+// without reading it). The request must not be used afterwards.
+func (r *Request) Release() {
+	if !r.submitted {
+		r.cancelled = true
+		r.Submit()
+	}
+	r.unref()
+}
+
+func (r *Request) unref() {
+	if r.refs.Add(-1) != 0 {
+		return
+	}
+	select { // drop the completion token
+	case <-r.done:
+	default:
+	}
+	r.b, r.in = nil, nil
+	e := r.e
+	e.mu.Lock()
+	e.reqFree = append(e.reqFree, r)
+	e.mu.Unlock()
+}
+
+// Result is one face's decoded model output. Its slices are owned by the
+// request: copy what you keep past Release.
+type Result struct {
+	// Heads in the order of the model's affectd.heads.
+	Heads []HeadResult
+	// Logits are the raw outputs (nil without a logits output).
+	Logits []float32
+	// Features is the MAE-Face representation (nil unless KeepFeatures).
+	Features []float32
+}
+
+// HeadResult is one head's decoded values.
+type HeadResult struct {
+	Name   string
+	Labels []string // shared with the metadata: read only
+	// Values after the head's activation, one per label.
+	Values []float32
+	// Active holds value >= threshold per label (nil without a threshold).
+	Active []bool
+	// Top is the most likely label's index for softmax heads, else -1.
+	Top int
+}
+
+// Head returns the named head's result.
+func (res *Result) Head(name string) (*HeadResult, bool) {
+	for i := range res.Heads {
+		if res.Heads[i].Name == name {
+			return &res.Heads[i], true
+		}
+	}
+	return nil, false
+}
+
+// Clone deep-copies the result, for callers that keep it past Release.
+func (res *Result) Clone() Result {
+	out := Result{Heads: make([]HeadResult, len(res.Heads))}
+	out.Logits = append([]float32(nil), res.Logits...)
+	out.Features = append([]float32(nil), res.Features...)
+	for i, h := range res.Heads {
+		c := h
+		c.Values = append([]float32(nil), h.Values...)
+		if h.Active != nil {
+			c.Active = append([]bool(nil), h.Active...)
+		}
+		out.Heads[i] = c
+	}
+	return out
+}
+
+// Infer is the one-call form: reserve, fill, submit, wait, copy out. It
+// allocates the returned Result; hot paths use Reserve directly.
+func (e *Engine) Infer(ctx context.Context, fill func(dst []float32)) (Result, error) {
+	r, err := e.Reserve(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.Release()
+	fill(r.Input())
+	r.Submit()
+	res, err := r.Wait(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	return res.Clone(), nil
+}

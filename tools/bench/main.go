@@ -1,0 +1,64 @@
+// Command bench measures affectd's stages side by side in one run, so that
+// ratios hold on noisy machines. Each subcommand's last line is a fixed,
+// machine-readable summary.
+//
+//	go run ./tools/bench infer [-model M] [-threads N] [-seconds S]
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "infer":
+		err = benchInfer(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, `usage: go run ./tools/bench <command> [flags]
+
+commands:
+  infer   bare ONNX Runtime session vs the micro-batching engine (faces/s, latency)`)
+	os.Exit(2)
+}
+
+// latencies collects durations and reports percentiles.
+type latencies []time.Duration
+
+func (l latencies) pct(p float64) float64 {
+	if len(l) == 0 {
+		return 0
+	}
+	s := append(latencies(nil), l...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(p/100*float64(len(s)-1) + 0.5)
+	return float64(s[i]) / float64(time.Millisecond)
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}

