@@ -8,6 +8,8 @@ import (
 	"os"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/affectd/affectd/track/ortenv"
 )
 
 // Output names of the model contract.
@@ -36,7 +38,7 @@ func Load(path string, o SessionOptions, log *slog.Logger) (*Model, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := initRuntime(o.LibraryPath); err != nil {
+	if err := ortenv.Init(o.LibraryPath); err != nil {
 		return nil, err
 	}
 	if st, err := os.Stat(path); err != nil {

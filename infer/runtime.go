@@ -3,18 +3,18 @@ package infer
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
-	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/affectd/affectd/track/ortenv"
 )
 
 // Sentinel errors callers can branch on with errors.Is.
 var (
 	// ErrRuntime: the ONNX Runtime shared library is missing or unusable.
-	ErrRuntime = errors.New("onnx runtime unavailable")
+	ErrRuntime = ortenv.ErrRuntime
 	// ErrModelFile: the model file is missing or not a valid ONNX model.
 	ErrModelFile = errors.New("cannot load model file")
 	// ErrNoMetadata: a valid ONNX model without affectd.* metadata.
@@ -59,48 +59,8 @@ func ParseProvider(s string) (Provider, error) {
 	return 0, fmt.Errorf("unknown execution provider %q (want %s)", s, strings.Join(providerNames[:], ", "))
 }
 
-// ONNX Runtime keeps one environment per process, bound to the shared
-// library it was loaded from; runtimeMu guards it. It is never torn down:
-// the library stays loaded for the life of the process.
-var (
-	runtimeMu   sync.Mutex
-	runtimePath string
-)
-
-// initRuntime loads the ONNX Runtime library at path, once per process.
-// Loading a second, different path is an error.
-func initRuntime(path string) error {
-	runtimeMu.Lock()
-	defer runtimeMu.Unlock()
-	if ort.IsInitialized() {
-		if path != runtimePath {
-			return fmt.Errorf("%w: already loaded from %s, cannot switch to %s in the same process", ErrRuntime, runtimePath, path)
-		}
-		return nil
-	}
-	if path == "" {
-		return fmt.Errorf("%w: no library path set (ort_library)", ErrRuntime)
-	}
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("%w: %v (run `make setup`, or point the setting at libonnxruntime.so)", ErrRuntime, err)
-	}
-	ort.SetSharedLibraryPath(path)
-	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrRuntime, path, err)
-	}
-	runtimePath = path
-	return nil
-}
-
 // RuntimeVersion is the loaded ONNX Runtime's version ("" before loading).
-func RuntimeVersion() string {
-	runtimeMu.Lock()
-	defer runtimeMu.Unlock()
-	if !ort.IsInitialized() {
-		return ""
-	}
-	return ort.GetVersion()
-}
+func RuntimeVersion() string { return ortenv.Version() }
 
 // SessionOptions configure how a model runs.
 type SessionOptions struct {

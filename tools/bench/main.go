@@ -3,6 +3,7 @@
 // machine-readable summary.
 //
 //	go run ./tools/bench infer [-model M] [-threads N] [-seconds S]
+//	go run ./tools/bench track [-clip FILE] [-detect-every K] [-front]
 package main
 
 import (
@@ -20,6 +21,8 @@ func main() {
 	switch os.Args[1] {
 	case "infer":
 		err = benchInfer(os.Args[2:])
+	case "track":
+		err = benchTrack(os.Args[2:])
 	default:
 		usage()
 	}
@@ -33,7 +36,8 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: go run ./tools/bench <command> [flags]
 
 commands:
-  infer   bare ONNX Runtime session vs the micro-batching engine (faces/s, latency)`)
+  infer   bare ONNX Runtime session vs the micro-batching engine (faces/s, latency)
+  track   decoding vs ffmpeg, and capture+detect+track+align frames/s`)
 	os.Exit(2)
 }
 

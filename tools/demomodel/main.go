@@ -19,7 +19,7 @@ func main() {
 	fullMAE := flag.Bool("full-mae", false, "checkpoint with MAE decoder keys")
 	heads := flag.String("heads", "abaw", `head preset ("" for an encoder only)`)
 	flag.Parse()
-	m, err := testenv.BuildModel(testenv.ModelSpec{Preset: *preset, Seed: *seed, Heads: *heads, GlobalPool: true, FullMAE: *fullMAE, Demo: true})
+	m, err := testenv.BuildModel(testenv.ModelSpec{Preset: *preset, Seed: *seed, Heads: *heads, GlobalPool: !*fullMAE, FullMAE: *fullMAE, Demo: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demomodel:", err)
 		os.Exit(1)

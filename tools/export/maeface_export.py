@@ -158,6 +158,11 @@ def cmd_export(a):
 
 def cmd_random(a):
     torch = _torch()
+    if a.global_pool == "auto":
+        a.global_pool = "off" if a.full_mae else "on"
+    if a.full_mae and a.global_pool == "on":
+        raise ExportError("--full-mae writes a pre-training checkpoint, whose encoder ends in norm.*, not fc_norm.*: "
+                          "use --global-pool off")
     spec = maeface.load_head_spec(a.heads, a.head)
     n = maeface.spec_size(spec) if spec else 0
     if spec:
@@ -259,7 +264,8 @@ def main(argv=None):
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--preset", default="tiny", choices=list(maeface.PRESETS))
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--global-pool", default="on", choices=["on", "off"])
+    p.add_argument("--global-pool", default="auto", choices=["auto", "on", "off"],
+                   help="fc_norm (on) or norm (off); auto: off with --full-mae, else on")
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--full-mae", action="store_true", help="add mask_token and decoder_* keys (pre-training checkpoint)")
     add_head_args(p)
