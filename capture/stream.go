@@ -388,7 +388,9 @@ func (m *Metrics) forStream(id string) streamMetrics {
 }
 
 // Captured is a stream's frames_captured_total counter.
-func (m *Metrics) Captured(stream string) prometheus.Counter { return m.captured.WithLabelValues(stream) }
+func (m *Metrics) Captured(stream string) prometheus.Counter {
+	return m.captured.WithLabelValues(stream)
+}
 
 // Dropped is a stream's frames_dropped_total counter for reason.
 func (m *Metrics) Dropped(stream, reason string) prometheus.Counter {

@@ -1,12 +1,12 @@
 package track
 
 import (
-	"os"
-	"strconv"
 	"fmt"
 	"image"
 	"math"
+	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +58,9 @@ func eachFrame(t *testing.T, path string, fn func(i int, m gocv.Mat)) {
 	}
 }
 
-func gtRect(b [4]float64) Rect { return Rect{float32(b[0]), float32(b[1]), float32(b[2]), float32(b[3])} }
+func gtRect(b [4]float64) Rect {
+	return Rect{float32(b[0]), float32(b[1]), float32(b[2]), float32(b[3])}
+}
 
 // TestDetectionRecall: on every frame of the clips with faces, each face
 // fully in view and not hidden is found at IoU ≥ 0.5; no detection lands

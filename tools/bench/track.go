@@ -12,9 +12,9 @@ import (
 
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/capture/file"
-	"github.com/affectd/affectd/track"
 	"github.com/affectd/affectd/tools/testenv"
 	"github.com/affectd/affectd/tools/testmedia"
+	"github.com/affectd/affectd/track"
 )
 
 // benchTrack measures, on one clip in one run: decoding alone through our
