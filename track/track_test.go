@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"image"
 	"math"
-	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -34,8 +32,7 @@ func detector(t *testing.T) *Detector {
 			return
 		}
 		c, _ := testenv.Cache()
-		rr, _ := strconv.Atoi(os.Getenv("AFFECTD_REFINE"))
-		testDet, detErr = NewDetector(DetectorOptions{LibraryPath: lib, RefineRuns: rr, ModelPath: filepath.Join(c, "blazeface", "1.2.0", "face_detection_back_256x256.onnx")})
+		testDet, detErr = NewDetector(DetectorOptions{LibraryPath: lib, ModelPath: filepath.Join(c, "blazeface", "1.2.0", "face_detection_back_256x256.onnx")})
 	})
 	if detErr != nil {
 		t.Fatal(detErr)
