@@ -12,7 +12,7 @@ GO ?= go
 export AFFECTD_CACHE ?= $(CURDIR)/.cache
 ORT_LIB := $(AFFECTD_CACHE)/ort/1.30.0/libonnxruntime.so.1
 PY := /usr/bin/python3
-GOTEST_FLAGS ?= -race -timeout 20m
+GOTEST_FLAGS ?= -race -tags matprofile -timeout 20m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/affectd/affectd/daemon.Version=$(VERSION)
 
@@ -46,6 +46,7 @@ run: build
 
 bench: setup
 	$(GO) run ./tools/bench infer
+	$(GO) run ./tools/bench track
 
 clean:
 	rm -rf bin

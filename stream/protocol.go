@@ -1,0 +1,196 @@
+package stream
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Version is the wire protocol version ("v" in every message). Field
+// names change only with it.
+const Version = 1
+
+// Hello is the first message on every connection.
+type Hello struct {
+	Type    string       `json:"type"` // "hello"
+	V       int          `json:"v"`
+	Server  string       `json:"server"`
+	Model   ModelInfo    `json:"model"`
+	Streams []StreamInfo `json:"streams"`
+	// Notice explains caveats, e.g. that a demo model's values mean nothing.
+	Notice string `json:"notice,omitempty"`
+}
+
+// ModelInfo describes the model whose heads appear in frames.
+type ModelInfo struct {
+	Name     string `json:"name"`
+	Backbone string `json:"backbone,omitempty"`
+	// Demo is true for a random demo model: its values are not affect
+	// estimates.
+	Demo      bool       `json:"demo"`
+	Precision string     `json:"precision,omitempty"`
+	Provider  string     `json:"provider,omitempty"`
+	Heads     []HeadInfo `json:"heads"`
+}
+
+// HeadInfo describes one head: frames carry it as an object of
+// label → value under the head's name.
+type HeadInfo struct {
+	Name       string   `json:"name"`
+	Labels     []string `json:"labels"`
+	Activation string   `json:"activation"`
+	Threshold  *float32 `json:"threshold,omitempty"`
+}
+
+// StreamInfo is a stream as clients see it.
+type StreamInfo struct {
+	ID    string `json:"id"`
+	URL   string `json:"url"`
+	Kind  string `json:"kind"`
+	State string `json:"state"`
+}
+
+// Status reports a stream's state change.
+type Status struct {
+	Type    string    `json:"type"` // "status"
+	V       int       `json:"v"`
+	Stream  string    `json:"stream"`
+	State   string    `json:"state"` // starting, up, reconnecting, ended, stopped, removed
+	Error   string    `json:"error,omitempty"`
+	RetryMs int64     `json:"retry_ms,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Frame is one analysed frame of one stream.
+type Frame struct {
+	Stream     string
+	Seq        uint64
+	CapturedAt time.Time
+	PTS        time.Duration
+	// SentAt is set by the hub when the message is encoded (latency).
+	Faces []Face
+}
+
+// Face is one tracked face in a frame.
+type Face struct {
+	ID    string
+	Box   [4]float32 // x, y, w, h in source-frame pixels
+	Score float32
+	// EstimateSeq is the frame the estimate comes from (0: no estimate
+	// yet); it trails Seq when the model analyses the face less often.
+	EstimateSeq uint64
+	// Values holds one slice per head (model order), aligned with the
+	// head's labels; nil when there is no estimate.
+	Values [][]float32
+}
+
+// AppendFrame encodes a frame message. heads gives the head names,
+// labels and thresholds in model order; latency is capture → now.
+func AppendFrame(buf []byte, f *Frame, heads []HeadInfo, now time.Time) []byte {
+	buf = append(buf, `{"type":"frame","v":`...)
+	buf = strconv.AppendInt(buf, Version, 10)
+	buf = append(buf, `,"stream":`...)
+	buf = appendString(buf, f.Stream)
+	buf = append(buf, `,"seq":`...)
+	buf = strconv.AppendUint(buf, f.Seq, 10)
+	buf = append(buf, `,"captured_at":"`...)
+	buf = f.CapturedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, `","pts_ms":`...)
+	buf = appendFloat(buf, float64(f.PTS)/float64(time.Millisecond), 1)
+	buf = append(buf, `,"latency_ms":`...)
+	buf = appendFloat(buf, float64(now.Sub(f.CapturedAt))/float64(time.Millisecond), 1)
+	buf = append(buf, `,"faces":[`...)
+	for i := range f.Faces {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendFace(buf, &f.Faces[i], heads)
+	}
+	return append(buf, "]}"...)
+}
+
+func appendFace(buf []byte, fc *Face, heads []HeadInfo) []byte {
+	buf = append(buf, `{"id":`...)
+	buf = appendString(buf, fc.ID)
+	buf = append(buf, `,"box":[`...)
+	for i, v := range fc.Box {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendFloat(buf, float64(v), 1)
+	}
+	buf = append(buf, `],"score":`...)
+	buf = appendFloat(buf, float64(fc.Score), 3)
+	if fc.Values != nil && fc.EstimateSeq > 0 {
+		for hi, h := range heads {
+			if hi >= len(fc.Values) {
+				break
+			}
+			vals := fc.Values[hi]
+			buf = append(buf, ',')
+			buf = appendString(buf, h.Name)
+			buf = append(buf, ":{"...)
+			for li, l := range h.Labels {
+				if li >= len(vals) {
+					break
+				}
+				if li > 0 {
+					buf = append(buf, ',')
+				}
+				buf = appendString(buf, l)
+				buf = append(buf, ':')
+				buf = appendFloat(buf, float64(vals[li]), 4)
+			}
+			buf = append(buf, '}')
+			if h.Threshold != nil {
+				buf = append(buf, ',')
+				buf = appendString(buf, h.Name+"_active")
+				buf = append(buf, ":["...)
+				first := true
+				for li, l := range h.Labels {
+					if li < len(vals) && vals[li] >= *h.Threshold {
+						if !first {
+							buf = append(buf, ',')
+						}
+						first = false
+						buf = appendString(buf, l)
+					}
+				}
+				buf = append(buf, ']')
+			}
+		}
+		buf = append(buf, `,"estimate_seq":`...)
+		buf = strconv.AppendUint(buf, fc.EstimateSeq, 10)
+	}
+	return append(buf, '}')
+}
+
+func appendFloat(buf []byte, v float64, prec int) []byte {
+	if v != v || v > 1e300 || v < -1e300 { // NaN and infinities are not JSON
+		return append(buf, "null"...)
+	}
+	return strconv.AppendFloat(buf, v, 'f', prec, 64)
+}
+
+// appendString writes a JSON string (quotes and escapes).
+func appendString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			b, _ := json.Marshal(s)
+			return append(buf, b...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
+}
+
+// Dropped tells a client how many messages it lost by reading too slowly.
+type Dropped struct {
+	Type  string `json:"type"` // "dropped"
+	V     int    `json:"v"`
+	Count int    `json:"count"` // since the last notice
+	Total int    `json:"total"` // since the connection began
+}

@@ -1,0 +1,361 @@
+package stream
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func newTestHub(t *testing.T, o HubOptions) (*Hub, *httptest.Server, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	o.Registerer = reg
+	if o.Hello == nil {
+		o.Hello = func() []byte { return []byte(`{"type":"hello","v":1}`) }
+	}
+	h, err := NewHub(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		h.Close()
+		srv.Close()
+	})
+	return h, srv, reg
+}
+
+func dial(t *testing.T, srv *httptest.Server, query string) *websocket.Conn {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws" + query
+	c, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func readJSON(t *testing.T, c *websocket.Conn) map[string]any {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := c.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%q: %v", b, err)
+	}
+	return m
+}
+
+func waitClients(t *testing.T, h *Hub, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.Clients() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d clients, want %d", h.Clients(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHubHelloAndSubscriptions(t *testing.T) {
+	h, srv, _ := newTestHub(t, HubOptions{})
+	all := dial(t, srv, "")
+	one := dial(t, srv, "?streams=b,c")
+	for _, c := range []*websocket.Conn{all, one} {
+		if m := readJSON(t, c); m["type"] != "hello" {
+			t.Fatalf("first message %v, want hello", m)
+		}
+	}
+	waitClients(t, h, 2)
+	h.Publish("a", []byte(`{"n":1}`))
+	h.Publish("b", []byte(`{"n":2}`))
+	h.PublishStatus(Status{Stream: "c", State: "up", At: time.Unix(0, 0)})
+	for _, want := range []string{"1", "2", "status"} {
+		m := readJSON(t, all)
+		if fmt.Sprint(m["n"]) != want && m["type"] != want {
+			t.Fatalf("all-streams client got %v, want %s", m, want)
+		}
+	}
+	if m := readJSON(t, one); fmt.Sprint(m["n"]) != "2" {
+		t.Fatalf("client of b,c got %v first, want message 2 (a is not subscribed)", m)
+	}
+	if m := readJSON(t, one); m["type"] != "status" || m["stream"] != "c" || m["v"] != float64(1) {
+		t.Fatalf("client of b,c got %v, want c's status", m)
+	}
+}
+
+// A client that stops reading loses messages (counted), is disconnected
+// past MaxDrops, and never slows a normal client or the publisher.
+func TestHubSlowClient(t *testing.T) {
+	h, srv, reg := newTestHub(t, HubOptions{SendQueue: 8, MaxDrops: 200, WriteTimeout: 500 * time.Millisecond})
+	slow := dial(t, srv, "")
+	fast := dial(t, srv, "")
+	waitClients(t, h, 2)
+	readJSON(t, fast) // hello
+	got := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			fast.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, b, err := fast.ReadMessage()
+			if err != nil {
+				got <- n
+				return
+			}
+			if strings.Contains(string(b), `"frame"`) {
+				n++
+				if n == 2000 {
+					got <- n
+					return
+				}
+			}
+		}
+	}()
+	// Big messages, so the stalled client's socket buffers fill quickly.
+	payload := strings.Repeat("x", 16<<10)
+	start := time.Now()
+	for i := 0; i < 2000; i++ {
+		h.Publish("s", []byte(`{"type":"frame","pad":"`+payload+`"}`))
+		time.Sleep(200 * time.Microsecond) // a fast but not instant producer
+	}
+	publishTime := time.Since(start)
+	if n := <-got; n != 2000 {
+		t.Errorf("the fast client got %d of 2000 messages", n)
+	}
+	waitClients(t, h, 1) // the slow one was dropped
+	dropped := testutil.ToFloat64(h.m.dropped)
+	if dropped < 200 {
+		t.Errorf("dropped_total %v, want ≥ MaxDrops", dropped)
+	}
+	if n := testutil.ToFloat64(h.m.disconnects.WithLabelValues("slow")); n != 1 {
+		t.Errorf("disconnects{reason=slow} %v, want 1", n)
+	}
+	t.Logf("published 2000 messages in %v, %v dropped for the stalled client", publishTime, dropped)
+	// The stalled client finally reads: its connection was closed, with a
+	// 1008 close frame when the socket had room for one.
+	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := slow.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if asCloseError(err, &ce) && ce.Code != websocket.ClosePolicyViolation && ce.Code != websocket.CloseAbnormalClosure {
+				t.Errorf("close code %d, want 1008 (or 1006 when the frame could not be sent)", ce.Code)
+			}
+			break
+		}
+	}
+	if problems, err := testutil.CollectAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("metric lint: %v %v", err, problems)
+	}
+}
+
+func asCloseError(err error, ce **websocket.CloseError) bool {
+	c, ok := err.(*websocket.CloseError)
+	if ok {
+		*ce = c
+	}
+	return ok
+}
+
+// A client that reads late gets a "dropped" notice with the count.
+func TestHubDroppedNotice(t *testing.T) {
+	h, srv, _ := newTestHub(t, HubOptions{SendQueue: 4, MaxDrops: 1000})
+	c := dial(t, srv, "")
+	readJSON(t, c) // hello
+	waitClients(t, h, 1)
+	// Hold the client's writer back: publish faster than one read.
+	for i := 0; i < 50; i++ {
+		h.Publish("s", []byte(fmt.Sprintf(`{"type":"frame","i":%d}`, i)))
+	}
+	var lastI float64 = -1
+	var dropped float64
+	deadline := time.Now().Add(3 * time.Second)
+	for lastI < 49 && time.Now().Before(deadline) {
+		m := readJSON(t, c)
+		switch m["type"] {
+		case "dropped":
+			dropped += m["count"].(float64)
+		case "frame":
+			if m["i"].(float64) <= lastI {
+				t.Fatalf("out of order: %v after %v", m["i"], lastI)
+			}
+			lastI = m["i"].(float64)
+		}
+	}
+	if lastI != 49 {
+		t.Fatalf("last message %v, want 49 (the newest is never dropped)", lastI)
+	}
+	if got := testutil.ToFloat64(h.m.dropped); got != dropped {
+		t.Errorf("told %v dropped, counted %v", dropped, got)
+	}
+}
+
+func TestHubPingKeepsAliveAndCloseSaysGoingAway(t *testing.T) {
+	h, srv, _ := newTestHub(t, HubOptions{PingInterval: 30 * time.Millisecond, WriteTimeout: 30 * time.Millisecond})
+	alive := dial(t, srv, "")
+	readJSON(t, alive)
+	// A reading client answers pings (gorilla replies in ReadMessage).
+	done := make(chan error, 1)
+	go func() {
+		for {
+			alive.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := alive.ReadMessage(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	// A client that never reads never answers: disconnected after ~2 periods.
+	mute := dial(t, srv, "")
+	waitClients(t, h, 2)
+	time.Sleep(300 * time.Millisecond)
+	waitClients(t, h, 1)
+	_ = mute
+	h.Close()
+	err := <-done
+	var ce *websocket.CloseError
+	if !asCloseError(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Fatalf("after Close: %v, want close 1001", err)
+	}
+	if h.Clients() != 0 {
+		t.Fatalf("%d clients after Close", h.Clients())
+	}
+}
+
+func TestHubNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		h, srv, _ := newTestHub(t, HubOptions{})
+		for i := 0; i < 5; i++ {
+			c := dial(t, srv, "")
+			readJSON(t, c)
+			c.Close()
+		}
+		waitClients(t, h, 0)
+		h.Close()
+		srv.Close()
+	}()
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > before+2 {
+		t.Errorf("%d goroutines, %d before", g, before)
+	}
+}
+
+func TestAppendFrameIsValidJSON(t *testing.T) {
+	th := float32(0.5)
+	heads := []HeadInfo{
+		{Name: "au", Labels: []string{"AU1", "AU12"}, Activation: "sigmoid", Threshold: &th},
+		{Name: "va", Labels: []string{"valence", "arousal"}, Activation: "tanh"},
+	}
+	f := &Frame{
+		Stream: `cam"1`, Seq: 42, CapturedAt: time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC), PTS: 1500 * time.Millisecond,
+		Faces: []Face{
+			{ID: "cam1/7", Box: [4]float32{1, 2, 3, 4}, Score: 0.97, EstimateSeq: 40, Values: [][]float32{{0.2, 0.81}, {0.32, float32(math.NaN())}}},
+			{ID: "cam1/8", Box: [4]float32{5, 6, 7, 8}, Score: 0.9},
+		},
+	}
+	b := AppendFrame(nil, f, heads, f.CapturedAt.Add(41200*time.Microsecond))
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if m["stream"] != `cam"1` || m["seq"] != 42.0 || m["latency_ms"] != 41.2 || m["captured_at"] != "2026-01-02T03:04:05.006Z" {
+		t.Errorf("header %v", m)
+	}
+	faces := m["faces"].([]any)
+	f0 := faces[0].(map[string]any)
+	if f0["au"].(map[string]any)["AU12"] != 0.81 || f0["estimate_seq"] != 40.0 {
+		t.Errorf("face 0 %v", f0)
+	}
+	if act := f0["au_active"].([]any); len(act) != 1 || act[0] != "AU12" {
+		t.Errorf("au_active %v, want [AU12]", act)
+	}
+	if f0["va"].(map[string]any)["arousal"] != nil {
+		t.Errorf("NaN should encode as null: %v", f0["va"])
+	}
+	f1 := faces[1].(map[string]any)
+	if _, ok := f1["au"]; ok || f1["estimate_seq"] != nil {
+		t.Errorf("a face without estimate carries values: %v", f1)
+	}
+}
+
+func TestOneEuro(t *testing.T) {
+	// Constant input: constant output.
+	f := OneEuro{MinCutoff: 1, Beta: 0.05, DCutoff: 1}
+	for i := 0; i < 50; i++ {
+		if v := f.Filter(0.3, time.Duration(i)*40*time.Millisecond); math.Abs(v-0.3) > 1e-12 {
+			t.Fatalf("constant input drifted to %v", v)
+		}
+	}
+	// Noise: the filtered signal varies less than the raw one.
+	rng := rand.New(rand.NewPCG(1, 1))
+	g := OneEuro{MinCutoff: 1, Beta: 0.05, DCutoff: 1}
+	var rawVar, outVar float64
+	for i := 0; i < 500; i++ {
+		x := 0.5 + 0.1*rng.NormFloat64()
+		y := g.Filter(x, time.Duration(i)*40*time.Millisecond)
+		if i > 50 {
+			rawVar += (x - 0.5) * (x - 0.5)
+			outVar += (y - 0.5) * (y - 0.5)
+		}
+	}
+	if outVar > rawVar/4 {
+		t.Errorf("variance %v after filtering, %v before: want at least 4× less", outVar, rawVar)
+	}
+	// A step is followed: within half a second most of the way there.
+	h := OneEuro{MinCutoff: 1, Beta: 0.5, DCutoff: 1}
+	var y float64
+	for i := 0; i < 40; i++ {
+		x := 0.0
+		if i >= 20 {
+			x = 1
+		}
+		y = h.Filter(x, time.Duration(i)*40*time.Millisecond)
+		if i == 32 && y < 0.8 {
+			t.Errorf("0.5 s after a step: %v, want > 0.8", y)
+		}
+	}
+}
+
+func TestSmootherSoftmaxAndForget(t *testing.T) {
+	s := NewSmoother(SmoothOptions{Enabled: true, MinCutoff: 1, Beta: 0, DCutoff: 1})
+	for i := 0; i < 10; i++ {
+		p := float32(i%2) * 0.8
+		heads := [][]float32{{0.5}, {0.1 + p, 0.9 - p}}
+		s.Apply("a/1", time.Duration(i)*40*time.Millisecond, heads, []bool{false, true})
+		if sum := heads[1][0] + heads[1][1]; math.Abs(float64(sum-1)) > 1e-5 {
+			t.Fatalf("softmax head sums to %v after smoothing", sum)
+		}
+	}
+	if s.Faces() != 1 {
+		t.Fatalf("%d faces", s.Faces())
+	}
+	s.Forget("a/1")
+	if s.Faces() != 0 {
+		t.Fatal("state kept after Forget")
+	}
+	raw := NewSmoother(SmoothOptions{})
+	heads := [][]float32{{0.25}}
+	raw.Apply("x", 0, heads, nil)
+	raw.Apply("x", time.Second, [][]float32{{0.75}}, nil)
+	if raw.Faces() != 0 || heads[0][0] != 0.25 {
+		t.Fatal("disabled smoothing changed values or kept state")
+	}
+}
