@@ -1,13 +1,21 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
 
+	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/infer"
 )
 
@@ -21,6 +29,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "run":
+		return runCmd(args[1:], stderr)
+	case "check-config":
+		return checkConfig(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "affectd %s\n", versionString())
 		return 0
@@ -39,7 +51,10 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: affectd <command> [flags]
 
 commands:
-  model-info -ort LIB MODEL   load an ONNX model and print its affectd metadata
+  run -config FILE [-listen ADDR] [-log-level L] [-log-format text|json]
+                              run the daemon (SIGHUP reloads the streams)
+  check-config FILE           validate a config file (errors name the key and line)
+  model-info [-ort LIB] MODEL load an ONNX model and print its affectd metadata
   version                     print the version
 `)
 }
@@ -48,12 +63,109 @@ func versionString() string {
 	v := Version
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 && v == "dev" {
 				v += " (" + s.Value[:12] + ")"
 			}
 		}
 	}
 	return v
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+func runCmd(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/affectd/affectd.yaml", "config file")
+	listen := fs.String("listen", "", "listen address (overrides the file's listen)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintln(stderr, "affectd run:", err)
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "affectd: %v\n", err)
+		return 1
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	d, err := New(cfg, *path, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "affectd: %v\n", err)
+		return 1
+	}
+	log.Info("affectd starting", "version", versionString(), "config", *path, "streams", len(cfg.Streams))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading streams", "config", *path)
+				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				d.Reload(rctx)
+				cancel()
+			}
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		log.Error("affectd failed", "err", err)
+		return 1
+	}
+	log.Info("affectd stopped")
+	return 0
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: affectd check-config FILE")
+		return 2
+	}
+	cfg, err := config.Load(args[0])
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stderr, e)
+			}
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	red := cfg.Redacted()
+	var ids []string
+	for _, s := range red.Streams {
+		ids = append(ids, s.ID+"="+s.URL)
+	}
+	fmt.Fprintf(stdout, "%s: ok (listen %s, model %s, %d streams: %s)\n", args[0], red.Listen, red.Model.Path, len(red.Streams), strings.Join(ids, ", "))
+	return 0
 }
 
 func modelInfo(args []string, stdout, stderr io.Writer) int {

@@ -160,12 +160,14 @@ type Engine struct {
 
 	closeOnce sync.Once
 
-	stats struct{ batches, faces, rejected, failures atomic.Int64 }
+	stats struct{ batches, faces, rejected, failures, runNanos atomic.Int64 }
 }
 
 // Stats are the engine's running totals.
 type Stats struct {
 	Batches, Faces, Rejected, Failures int64
+	// RunTime is the total time spent in model runs.
+	RunTime time.Duration
 }
 
 // Stats returns the engine's running totals (also exported as metrics).
@@ -175,6 +177,7 @@ func (e *Engine) Stats() Stats {
 		Faces:    e.stats.faces.Load(),
 		Rejected: e.stats.rejected.Load(),
 		Failures: e.stats.failures.Load(),
+		RunTime:  time.Duration(e.stats.runNanos.Load()),
 	}
 }
 
@@ -513,7 +516,9 @@ func (e *Engine) execute(b *batch) {
 	n := b.n
 	start := time.Now()
 	err := e.r.run(b, n)
-	e.m.runSeconds.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	e.m.runSeconds.Observe(took.Seconds())
+	e.stats.runNanos.Add(int64(took))
 	e.m.batchSize.Observe(float64(n))
 	e.stats.batches.Add(1)
 	if err != nil {
@@ -642,6 +647,17 @@ func (r *Request) Wait(ctx context.Context) (*Result, error) {
 		return nil, r.err
 	}
 	return &r.res, nil
+}
+
+// Ready reports, without blocking, whether the result is in.
+func (r *Request) Ready() bool {
+	select {
+	case <-r.done:
+		r.done <- struct{}{}
+		return true
+	default:
+		return false
+	}
 }
 
 // Release ends the request. An unsubmitted row is given up (the batch runs

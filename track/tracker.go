@@ -84,6 +84,8 @@ type Update struct {
 	Ended []string
 	// Detected is true when the detector ran on this frame.
 	Detected bool
+	// Detections is how many faces the detector found in this frame.
+	Detections int
 }
 
 // Tracker follows the faces of one stream. It is owned by the stream's
@@ -147,7 +149,7 @@ func (tr *Tracker) Step(frame gocv.Mat, t time.Duration) (*Update, error) {
 		}
 	}
 	u := &tr.out
-	u.Faces, u.Ended, u.Detected = u.Faces[:0], u.Ended[:0], false
+	u.Faces, u.Ended, u.Detected, u.Detections = u.Faces[:0], u.Ended[:0], false, 0
 	detect := tr.frames%tr.o.DetectEvery == 0
 	tr.frames++
 	if detect {
@@ -160,7 +162,7 @@ func (tr *Tracker) Step(frame gocv.Mat, t time.Duration) (*Update, error) {
 		if err := tr.updateKeypoints(frame); err != nil {
 			return u, fmt.Errorf("tracker %s: %w", tr.o.Stream, err)
 		}
-		u.Detected = true
+		u.Detected, u.Detections = true, len(tr.dets)
 	}
 	// Retire tracks gone too long, and unconfirmed ones at their first
 	// miss; report the rest.

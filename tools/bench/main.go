@@ -4,6 +4,7 @@
 //
 //	go run ./tools/bench infer [-model M] [-threads N] [-seconds S]
 //	go run ./tools/bench track [-clip FILE] [-detect-every K] [-front]
+//	go run ./tools/bench e2e [-streams N] [-model M]
 package main
 
 import (
@@ -23,6 +24,8 @@ func main() {
 		err = benchInfer(os.Args[2:])
 	case "track":
 		err = benchTrack(os.Args[2:])
+	case "e2e":
+		err = benchE2E(os.Args[2:])
 	default:
 		usage()
 	}
@@ -37,7 +40,8 @@ func usage() {
 
 commands:
   infer   bare ONNX Runtime session vs the micro-batching engine (faces/s, latency)
-  track   decoding vs ffmpeg, and capture+detect+track+align frames/s`)
+  track   decoding vs ffmpeg, and capture+detect+track+align frames/s
+  e2e     the real daemon on N paced 720p streams: fps per stream, latency, drops`)
 	os.Exit(2)
 }
 

@@ -1,0 +1,210 @@
+package config
+
+import (
+	"net"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Validate checks every setting and returns nil or Errors with every
+// problem, each naming its key (and, for a parsed file, its file and line).
+// It calls one validate method per section. A Config from Parse is already
+// valid; call Validate after changing one in code.
+func (c *Config) Validate() error {
+	p := &problems{src: c.src}
+	c.validate(p)
+	return p.err()
+}
+
+func (c *Config) validate(p *problems) {
+	c.validateListen(p)
+	c.ORT.validate(p)
+	c.Model.validate(p)
+	c.Detector.validate(p)
+	c.Tracker.validate(p)
+	c.Align.validate(p)
+	c.Batch.validate(p)
+	c.Schedule.validate(p)
+	c.Smoothing.validate(p)
+	c.RTSP.validate(p)
+	c.WebSocket.validate(p)
+	validateStreams(p, c.Streams)
+}
+
+func (c *Config) validateListen(p *problems) {
+	_, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		p.add("listen", `want host:port such as "127.0.0.1:8686", got %s`, quote(c.Listen))
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.add("listen", "port must be a number from 0 to 65535, got %s", quote(port))
+	}
+}
+
+func (o ORT) validate(p *problems) {
+	required(p, "onnxruntime.library", o.Library)
+	switch o.Provider {
+	case "cpu", "cuda", "tensorrt":
+	default:
+		p.add("onnxruntime.provider", "must be one of cpu, cuda, tensorrt, got %s", quote(o.Provider))
+	}
+	atLeast(p, "onnxruntime.device_id", o.DeviceID, 0)
+	between(p, "onnxruntime.threads", o.Threads, 0, 256)
+}
+
+func (m Model) validate(p *problems) {
+	required(p, "model.path", m.Path)
+}
+
+func (d Detector) validate(p *problems) {
+	required(p, "detector.model", d.Model)
+	if !(d.ScoreThreshold > 0 && d.ScoreThreshold < 1) {
+		p.add("detector.score_threshold", "must be > 0 and < 1, got %g", d.ScoreThreshold)
+	}
+	between(p, "detector.detect_every", d.DetectEvery, 1, 100)
+	between(p, "detector.refine_runs", d.RefineRuns, 0, 4)
+	between(p, "detector.threads", d.Threads, 1, 64)
+}
+
+func (t Tracker) validate(p *problems) {
+	durationBetween(p, "tracker.lost_after", t.LostAfter, 10*time.Millisecond, time.Hour)
+	between(p, "tracker.confirm_hits", t.ConfirmHits, 1, 100)
+}
+
+func (a Align) validate(p *problems) {
+	if !(a.Margin >= 0 && a.Margin <= 1) {
+		p.add("align.margin", "must be between 0 and 1, got %g", a.Margin)
+	}
+}
+
+// maxMaxBatch and maxQueueLimit bound the batcher's memory.
+const (
+	maxMaxBatch   = 1024
+	maxQueueLimit = 1 << 20
+)
+
+func (b Batch) validate(p *problems) {
+	between(p, "batch.max_batch", b.MaxBatch, 1, maxMaxBatch)
+	durationBetween(p, "batch.max_wait", b.MaxWait, 0, 10*time.Second)
+	switch {
+	case b.QueueLimit == 0: // 4 × max_batch
+	case b.QueueLimit < b.MaxBatch:
+		p.add("batch.queue_limit", "must be at least max_batch (%d), got %d", b.MaxBatch, b.QueueLimit)
+	case b.QueueLimit > maxQueueLimit:
+		p.add("batch.queue_limit", "must be at most %d, got %d", maxQueueLimit, b.QueueLimit)
+	}
+	between(p, "batch.runners", b.Runners, 1, 16)
+}
+
+func (s Schedule) validate(p *problems) {
+	durationBetween(p, "schedule.max_latency", s.MaxLatency, time.Millisecond, 10*time.Second)
+	if !(s.MaxRate >= 0) {
+		p.add("schedule.max_rate", "must be >= 0, got %g", s.MaxRate)
+	}
+	if !(s.Headroom > 0 && s.Headroom <= 1) {
+		p.add("schedule.headroom", "must be > 0 and <= 1, got %g", s.Headroom)
+	}
+}
+
+func (s Smoothing) validate(p *problems) {
+	if !(s.MinCutoff > 0) {
+		p.add("smoothing.min_cutoff", "must be > 0, got %g", s.MinCutoff)
+	}
+	if !(s.Beta >= 0) {
+		p.add("smoothing.beta", "must be >= 0, got %g", s.Beta)
+	}
+	if !(s.DCutoff > 0) {
+		p.add("smoothing.d_cutoff", "must be > 0, got %g", s.DCutoff)
+	}
+}
+
+func (r RTSP) validate(p *problems) {
+	if r.Transport != "tcp" && r.Transport != "udp" {
+		p.add("rtsp.transport", "must be tcp or udp, got %s", quote(r.Transport))
+	}
+	durationBetween(p, "rtsp.timeout", r.Timeout, 100*time.Millisecond, time.Minute)
+}
+
+func (w WebSocket) validate(p *problems) {
+	between(p, "websocket.send_queue", w.SendQueue, 1, 100000)
+	between(p, "websocket.max_drops", w.MaxDrops, 1, 1000000)
+	durationBetween(p, "websocket.ping_interval", w.PingInterval, time.Second, 10*time.Minute)
+}
+
+var streamIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func validateStreams(p *problems, streams []Stream) {
+	first := map[string]int{}
+	for i, s := range streams {
+		at := "streams[" + strconv.Itoa(i) + "]"
+		s.validate(p, at)
+		if s.ID == "" {
+			continue
+		}
+		if j, dup := first[s.ID]; dup {
+			p.add(at+".id", "duplicate id %s (also streams[%d])", quote(s.ID), j)
+		} else {
+			first[s.ID] = i
+		}
+	}
+}
+
+func (s Stream) validate(p *problems, at string) {
+	switch {
+	case s.ID == "":
+		p.add(at+".id", "required")
+	case !streamIDRE.MatchString(s.ID):
+		p.add(at+".id", "want 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, got %s", quote(s.ID))
+	}
+	kind, problem := urlKind(s.URL)
+	if problem != "" {
+		p.add(at+".url", "%s", problem)
+	}
+	if kind != "" && kind != "file" {
+		if s.Realtime != nil {
+			p.add(at+".realtime", "only applies to file streams, not %s", kind)
+		}
+		if s.Loop {
+			p.add(at+".loop", "only applies to file streams, not %s", kind)
+		}
+	}
+	if kind != "" && kind != "v4l2" {
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"width", s.Width}, {"height", s.Height}, {"fps", s.FPS}} {
+			if f.v != 0 {
+				p.add(at+"."+f.name, "only applies to cameras (v4l2), not %s", kind)
+			}
+		}
+	}
+	between(p, at+".width", s.Width, 0, 8192)
+	between(p, at+".height", s.Height, 0, 8192)
+	between(p, at+".fps", s.FPS, 0, 1000)
+}
+
+func required(p *problems, key, v string) {
+	if v == "" {
+		p.add(key, "required")
+	}
+}
+
+func between(p *problems, key string, v, lo, hi int) {
+	if v < lo || v > hi {
+		p.add(key, "must be between %d and %d, got %d", lo, hi, v)
+	}
+}
+
+func atLeast(p *problems, key string, v, lo int) {
+	if v < lo {
+		p.add(key, "must be >= %d, got %d", lo, v)
+	}
+}
+
+func durationBetween(p *problems, key string, v Duration, lo, hi time.Duration) {
+	if v.D() < lo || v.D() > hi {
+		p.add(key, "must be between %s and %s, got %s", Duration(lo), Duration(hi), v)
+	}
+}

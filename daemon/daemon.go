@@ -1,0 +1,387 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/capture/rtsp"
+	"github.com/affectd/affectd/config"
+	"github.com/affectd/affectd/infer"
+	"github.com/affectd/affectd/stream"
+	"github.com/affectd/affectd/track"
+)
+
+// Daemon is affectd: capture → track → infer → stream, an HTTP server in
+// front. New checks and allocates; Run does the work until its context
+// ends, then stops every stream, drains the inference engine and closes
+// the websocket clients.
+type Daemon struct {
+	cfg  *config.Config
+	path string // the config file, re-read on Reload
+	log  *slog.Logger
+	reg  *prometheus.Registry
+
+	hub        *stream.Hub
+	capMetrics *capture.Metrics
+	pm         *pipelineMetrics
+	ids        track.IDSource
+
+	// loaded is set once Run has loaded the models (the fields below are
+	// then read-only); ready once the streams have started too.
+	loaded  atomic.Bool
+	ready   atomic.Bool
+	model   *infer.Model
+	engine  *infer.Engine
+	pacer   *infer.Pacer
+	det     *track.Detector
+	aligner *track.Aligner
+	heads   []stream.HeadInfo
+	softmax []bool
+	modelIn stream.ModelInfo
+
+	mu      sync.Mutex
+	streams map[string]*pipeline // owned by Run; the mutex is for readers
+
+	reload chan chan error
+	addr   atomic.Value // the listener's address, once listening
+}
+
+// New checks the configuration and allocates the daemon. path is the
+// config file Reload re-reads ("" disables reloading).
+func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		cfg: cfg, path: path, log: log,
+		reg:     prometheus.NewRegistry(),
+		streams: map[string]*pipeline{},
+		reload:  make(chan chan error),
+	}
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var err error
+	if d.capMetrics, err = capture.NewMetrics(d.reg); err != nil {
+		return nil, err
+	}
+	if d.pm, err = newPipelineMetrics(d.reg); err != nil {
+		return nil, err
+	}
+	d.hub, err = stream.NewHub(stream.HubOptions{
+		SendQueue:    cfg.WebSocket.SendQueue,
+		MaxDrops:     cfg.WebSocket.MaxDrops,
+		PingInterval: cfg.WebSocket.PingInterval.D(),
+		Hello:        d.hello,
+		Registerer:   d.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Addr is the HTTP listener's address ("" before Run listens).
+func (d *Daemon) Addr() string {
+	a, _ := d.addr.Load().(string)
+	return a
+}
+
+// Registry is the daemon's Prometheus registry.
+func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
+
+// Reload re-reads the config file and applies its streams: added streams
+// start, removed ones stop, changed ones restart; the others are not
+// touched. Other settings need a restart (a warning says which).
+func (d *Daemon) Reload(ctx context.Context) error {
+	res := make(chan error, 1)
+	select {
+	case d.reload <- res:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run serves until ctx ends. It returns nil after a clean shutdown and
+// the error when start-up fails (listening, loading the models).
+func (d *Daemon) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", d.cfg.Listen, err)
+	}
+	d.addr.Store(ln.Addr().String())
+	srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Serve(ln) }()
+	d.log.Info("listening", "addr", "http://"+ln.Addr().String(), "websocket", "ws://"+ln.Addr().String()+"/v1/ws")
+
+	var wg sync.WaitGroup
+	engCtx, engCancel := context.WithCancel(context.Background())
+	defer engCancel()
+	stopAll := func() {
+		d.stopStreams()
+		if d.engine != nil {
+			d.engine.Close() // drains in-flight batches
+		}
+		engCancel()
+		d.hub.Close() // close frames to every client
+		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(shut)
+		wg.Wait()
+		if d.det != nil {
+			d.det.Close()
+		}
+		if d.model != nil {
+			d.model.Close()
+		}
+	}
+
+	if err := d.loadModels(); err != nil {
+		stopAll()
+		return err
+	}
+	d.loaded.Store(true)
+	wg.Add(2)
+	go func() { defer wg.Done(); d.engine.Run(engCtx) }()
+	go func() { defer wg.Done(); d.pacer.Run(engCtx) }()
+	if err := rtsp.Configure(rtsp.Transport{Protocol: d.cfg.RTSP.Transport, Timeout: d.cfg.RTSP.Timeout.D()}); err != nil {
+		d.log.Warn("rtsp options", "err", err)
+	}
+	for _, sc := range d.cfg.Streams {
+		if err := d.startStream(sc); err != nil {
+			d.log.Error("stream not started", "stream", sc.ID, "err", err)
+		}
+	}
+	d.ready.Store(true)
+	if len(d.cfg.Streams) == 0 {
+		d.log.Warn("no streams configured: add some to the config and send SIGHUP")
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping")
+			d.ready.Store(false)
+			stopAll()
+			return nil
+		case res := <-d.reload:
+			res <- d.applyReload()
+		case err := <-srvDone:
+			if !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("http server failed", "err", err)
+				stopAll()
+				return fmt.Errorf("http server: %w", err)
+			}
+		}
+	}
+}
+
+// loadModels loads the MAE-Face model, the engine and the face detector.
+func (d *Daemon) loadModels() error {
+	c := d.cfg
+	prov, err := infer.ParseProvider(c.ORT.Provider)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	d.model, err = infer.Load(c.Model.Path, infer.SessionOptions{
+		LibraryPath: c.ORT.Library, Provider: prov, NoFallback: !c.ORT.Fallback,
+		DeviceID: c.ORT.DeviceID, IntraOpThreads: c.ORT.Threads,
+	}, d.log.With("component", "infer"))
+	if err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	md := d.model.Metadata()
+	d.log.Info("model loaded", "path", c.Model.Path, "name", md.Model.Name, "backbone", md.Model.Backbone,
+		"heads", len(md.Heads), "provider", d.model.Provider().String(), "onnxruntime", infer.RuntimeVersion(), "took", time.Since(start).Round(time.Millisecond))
+	if md.Model.Demo {
+		d.log.Warn("DEMO MODEL: random weights — its AU, valence/arousal and expression values are NOT affect estimates; install a real MAE-Face export (see README)")
+	}
+	if len(md.Heads) == 0 {
+		d.log.Warn("the model has no heads (an encoder only): frames carry boxes and ids but no AU/VA/expression")
+	}
+	d.engine, err = infer.New(d.model, infer.Options{
+		MaxBatch: c.Batch.MaxBatch, MaxWait: c.Batch.MaxWait.D(), QueueLimit: c.Batch.QueueLimit,
+		Runners: c.Batch.Runners, KeepFeatures: c.Model.KeepFeatures, Registerer: d.reg,
+		Overload: infer.OverloadReject,
+	})
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	d.pacer = infer.NewPacer(d.engine, infer.PacerOptions{Headroom: c.Schedule.Headroom, MaxRate: c.Schedule.MaxRate})
+	d.det, err = track.NewDetector(track.DetectorOptions{
+		LibraryPath: c.ORT.Library, ModelPath: c.Detector.Model, ScoreThreshold: float32(c.Detector.ScoreThreshold),
+		Threads: c.Detector.Threads, RefineRuns: refineRuns(c.Detector.RefineRuns),
+	})
+	if err != nil {
+		return fmt.Errorf("detector: %w", err)
+	}
+	d.aligner, err = track.NewAligner(md.Input.Size, float32(c.Align.Margin), md.Input.Mean, md.Input.Std)
+	if err != nil {
+		return fmt.Errorf("aligner: %w", err)
+	}
+	for _, h := range md.Heads {
+		d.heads = append(d.heads, stream.HeadInfo{Name: h.Name, Labels: h.Labels, Activation: h.Activation.String(), Threshold: h.Threshold})
+		d.softmax = append(d.softmax, h.Activation == infer.ActivationSoftmax)
+	}
+	d.modelIn = stream.ModelInfo{
+		Name: md.Model.Name, Backbone: md.Model.Backbone, Demo: md.Model.Demo,
+		Precision: md.Model.Precision, Provider: d.model.Provider().String(), Heads: d.heads,
+	}
+	return nil
+}
+
+// refineRuns maps the config's count (0: none) to the detector's (-1: none).
+func refineRuns(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// hello is the first message of every websocket connection.
+func (d *Daemon) hello() []byte {
+	h := stream.Hello{Type: "hello", V: stream.Version, Server: "affectd " + Version, Streams: []stream.StreamInfo{}}
+	if d.loaded.Load() {
+		h.Model = d.modelIn
+	}
+	if h.Model.Heads == nil {
+		h.Model.Heads = []stream.HeadInfo{}
+	}
+	if h.Model.Demo {
+		h.Notice = "demo model: random weights, its values are not affect estimates"
+	}
+	for _, p := range d.pipelines() {
+		h.Streams = append(h.Streams, p.info())
+	}
+	b, _ := jsonMarshal(h)
+	return b
+}
+
+func (d *Daemon) pipelines() []*pipeline {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*pipeline, 0, len(d.streams))
+	for _, p := range d.streams {
+		out = append(out, p)
+	}
+	sortPipelines(out)
+	return out
+}
+
+func (d *Daemon) startStream(sc config.Stream) error {
+	p, err := newPipeline(d, sc)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.streams[sc.ID] = p
+	d.mu.Unlock()
+	p.start()
+	d.log.Info("stream started", "stream", sc.ID, "url", p.src.String())
+	return nil
+}
+
+func (d *Daemon) stopStream(id string) {
+	d.mu.Lock()
+	p := d.streams[id]
+	delete(d.streams, id)
+	d.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.stop()
+	d.capMetrics.Forget(id)
+	d.pm.forget(id)
+	d.pacer.Forget(id)
+}
+
+func (d *Daemon) stopStreams() {
+	var wg sync.WaitGroup
+	for _, p := range d.pipelines() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.stop()
+		}()
+	}
+	wg.Wait()
+}
+
+// applyReload runs on Run's goroutine.
+func (d *Daemon) applyReload() error {
+	if d.path == "" {
+		return errors.New("no config file to reload")
+	}
+	nc, err := config.Load(d.path)
+	if err != nil {
+		d.log.Error("reload: config rejected, keeping the running one", "err", err)
+		return err
+	}
+	added, removed, changed := config.StreamsDiff(d.cfg.Streams, nc.Streams)
+	for _, s := range removed {
+		d.stopStream(s.ID)
+		d.hub.PublishStatus(stream.Status{Stream: s.ID, State: "removed", At: time.Now()})
+		d.log.Info("stream removed", "stream", s.ID)
+	}
+	for _, s := range changed {
+		d.stopStream(s.ID)
+		if err := d.startStream(s); err != nil {
+			d.log.Error("reload: stream not restarted", "stream", s.ID, "err", err)
+		}
+	}
+	for _, s := range added {
+		if err := d.startStream(s); err != nil {
+			d.log.Error("reload: stream not started", "stream", s.ID, "err", err)
+		}
+	}
+	if rest := restartOnly(d.cfg, nc); len(rest) > 0 {
+		d.log.Warn("reload: these settings changed but apply only after a restart", "sections", rest)
+	}
+	keep := *d.cfg
+	keep.Streams = nc.Streams
+	d.cfg = &keep
+	d.log.Info("reloaded", "added", len(added), "removed", len(removed), "changed", len(changed))
+	return nil
+}
+
+// restartOnly lists the sections other than streams that differ.
+func restartOnly(a, b *config.Config) []string {
+	var out []string
+	x, y := *a, *b
+	x.Streams, y.Streams = nil, nil
+	pairs := []struct {
+		name string
+		a, b any
+	}{
+		{"listen", x.Listen, y.Listen}, {"auth_token", x.AuthToken, y.AuthToken}, {"onnxruntime", x.ORT, y.ORT},
+		{"model", x.Model, y.Model}, {"detector", x.Detector, y.Detector}, {"tracker", x.Tracker, y.Tracker},
+		{"align", x.Align, y.Align}, {"batch", x.Batch, y.Batch}, {"schedule", x.Schedule, y.Schedule},
+		{"smoothing", x.Smoothing, y.Smoothing}, {"rtsp", x.RTSP, y.RTSP}, {"websocket", x.WebSocket, y.WebSocket},
+	}
+	for _, p := range pairs {
+		if p.a != p.b {
+			out = append(out, p.name)
+		}
+	}
+	return out
+}

@@ -1,0 +1,111 @@
+package daemon
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes is the one HTTP surface (DESIGN.md): /v1/ws, /v1/streams,
+// /metrics, /healthz, /readyz and /. With auth_token set, /v1/* and
+// /metrics want "Authorization: Bearer <token>" (or ?token=, for browsers'
+// websockets); /healthz and /readyz stay open and say nothing secret.
+func (d *Daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", d.readyz)
+	mux.Handle("GET /metrics", d.auth(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg})))
+	mux.Handle("GET /v1/ws", d.auth(d.hub))
+	mux.Handle("GET /v1/streams", d.auth(http.HandlerFunc(d.listStreams)))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "affectd %s\n\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
+	})
+	return mux
+}
+
+func (d *Daemon) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := d.cfg.AuthToken
+		if token == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got := ""
+		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
+			got = strings.TrimPrefix(h, "Bearer ")
+		} else if q := r.URL.Query().Get("token"); q != "" {
+			got = q
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="affectd"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readyz: 200 once the models are loaded and every stream is up (or has
+// ended, for files); 503 with the reasons otherwise.
+func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
+	var reasons []string
+	if !d.ready.Load() {
+		reasons = append(reasons, "model not loaded")
+	}
+	for _, p := range d.pipelines() {
+		switch st := p.cap.State().String(); st {
+		case "up", "ended":
+		default:
+			reasons = append(reasons, fmt.Sprintf("stream %s is %s", p.cfg.ID, st))
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if len(reasons) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ready": len(reasons) == 0, "reasons": reasons})
+}
+
+// StreamStatus is one entry of GET /v1/streams.
+type StreamStatus struct {
+	ID       string  `json:"id"`
+	URL      string  `json:"url"` // without credentials
+	Kind     string  `json:"kind"`
+	State    string  `json:"state"`
+	Error    string  `json:"error,omitempty"`
+	FPS      float64 `json:"fps"`         // frames published per second
+	InputFPS float64 `json:"input_fps"`   // frames read per second
+	Faces    int     `json:"faces"`       // faces in the latest frame
+	Captured uint64  `json:"captured"`    // frames read
+	Dropped  uint64  `json:"dropped"`     // frames dropped before tracking
+	Interval float64 `json:"interval_ms"` // least time between two analyses of a face (fair share)
+}
+
+func (d *Daemon) listStreams(w http.ResponseWriter, r *http.Request) {
+	out := []StreamStatus{}
+	var interval float64
+	if d.loaded.Load() {
+		interval = float64(d.pacer.Interval().Microseconds()) / 1000
+	}
+	for _, p := range d.pipelines() {
+		st := p.cap.Stats()
+		info := p.info()
+		errText, _ := p.lastErr.Load().(string)
+		out = append(out, StreamStatus{
+			ID: info.ID, URL: info.URL, Kind: info.Kind, State: info.State, Error: errText,
+			FPS: round1(p.outFPS.rate()), InputFPS: round1(st.FPS), Faces: int(p.faces.Load()),
+			Captured: st.Captured, Dropped: st.Dropped, Interval: interval,
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"streams": out})
+}
+
+func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }

@@ -1,0 +1,440 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/capture/open"
+	"github.com/affectd/affectd/config"
+	"github.com/affectd/affectd/infer"
+	"github.com/affectd/affectd/stream"
+	"github.com/affectd/affectd/track"
+)
+
+// pipeline runs one stream: capture (the capture.Stream's goroutine) →
+// worker (tracking, pacing, alignment into the engine's batch tensor) →
+// collector (results, smoothing, messages). Each goroutine owns its state;
+// they talk through a bounded channel of pending frames.
+type pipeline struct {
+	d       *Daemon
+	cfg     config.Stream
+	src     capture.Source
+	cap     *capture.Stream
+	tracker *track.Tracker
+	m       streamMetrics
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// For readers on other goroutines (/v1/streams, hello).
+	faces   atomic.Int32
+	lastErr atomic.Value // string
+	outFPS  fpsMeter
+}
+
+// pendingFrame is a tracked frame waiting for its faces' results.
+type pendingFrame struct {
+	seq        uint64
+	capturedAt time.Time
+	pts        time.Duration
+	faces      []track.Face
+	reqs       []faceReq
+	ended      []string
+}
+
+type faceReq struct {
+	face int // index in faces
+	req  *infer.Request
+}
+
+// pendingFrames bounds the frames between worker and collector: when the
+// collector falls this far behind, the worker waits and the capture queue
+// drops the oldest frames (counted).
+const pendingFrames = 8
+
+func newPipeline(d *Daemon, sc config.Stream) (*pipeline, error) {
+	src, err := open.Source(sc.URL, open.Options{Realtime: sc.Paced(), Loop: sc.Loop, Width: sc.Width, Height: sc.Height, FPS: sc.FPS})
+	if err != nil {
+		return nil, err
+	}
+	p := &pipeline{d: d, cfg: sc, src: src, done: make(chan struct{}), m: d.pm.forStream(sc.ID)}
+	p.lastErr.Store("")
+	p.cap, err = capture.NewStream(capture.StreamOptions{
+		ID: sc.ID, Source: src, Queue: 2, Metrics: d.capMetrics,
+		OnStatus: p.onStatus,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.tracker, err = track.NewTracker(d.det, track.TrackerOptions{
+		Stream: sc.ID, IDs: &d.ids, DetectEvery: d.cfg.Detector.DetectEvery,
+		LostAfter: d.cfg.Tracker.LostAfter.D(), ConfirmHits: d.cfg.Tracker.ConfirmHits,
+		NoRefine: d.cfg.Detector.RefineRuns == 0,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// onStatus runs on the capture goroutine: it only records and forwards.
+func (p *pipeline) onStatus(s capture.Status) {
+	msg := stream.Status{Stream: s.Stream, State: s.State.String(), At: s.At, RetryMs: s.Retry.Milliseconds()}
+	if s.Err != nil {
+		msg.Error = s.Err.Error()
+		p.lastErr.Store(s.Err.Error())
+	} else if s.State == capture.StateUp {
+		p.lastErr.Store("")
+	}
+	p.d.hub.PublishStatus(msg)
+	attrs := []any{"stream", s.Stream, "state", s.State.String()}
+	if s.Err != nil {
+		attrs = append(attrs, "err", s.Err, "retry", s.Retry.Round(time.Millisecond))
+	}
+	p.d.log.Info("stream status", attrs...)
+}
+
+func (p *pipeline) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	pending := make(chan *pendingFrame, pendingFrames)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); p.cap.Run(ctx) }()
+	go func() { defer wg.Done(); p.work(ctx, pending) }()
+	go func() { defer wg.Done(); p.collect(pending) }()
+	go func() { wg.Wait(); close(p.done) }()
+}
+
+// stop cancels the stream and waits for its goroutines.
+func (p *pipeline) stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	<-p.done
+}
+
+// work tracks every frame and submits the faces that are due.
+func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
+	defer close(pending)
+	d := p.d
+	last := map[string]time.Time{} // face → when last submitted
+	var order []int
+	var lastPTS time.Duration
+	for f := range p.cap.Frames() {
+		u, err := p.tracker.Step(f.Mat, f.PTS)
+		if err != nil {
+			p.lastErr.Store(err.Error())
+			p.m.skipped("track_error").Inc()
+			f.Release()
+			continue
+		}
+		if u.Detected {
+			p.m.detected.Add(float64(u.Detections))
+		}
+		p.faces.Store(int32(len(u.Faces)))
+		p.m.tracked.Set(float64(len(u.Faces)))
+		frameDur := f.PTS - lastPTS
+		lastPTS = f.PTS
+		if frameDur <= 0 || frameDur > time.Second {
+			frameDur = 40 * time.Millisecond
+		}
+		d.pacer.Report(p.cfg.ID, len(u.Faces), 1/frameDur.Seconds())
+
+		pf := &pendingFrame{seq: f.Seq, capturedAt: f.CapturedAt, pts: f.PTS, faces: append([]track.Face(nil), u.Faces...)}
+		pf.ended = append(pf.ended, u.Ended...)
+		for _, id := range u.Ended {
+			delete(last, id)
+		}
+		// The faces waiting longest go first.
+		order = order[:0]
+		for i := range pf.faces {
+			order = append(order, i)
+		}
+		sort.Slice(order, func(a, b int) bool {
+			return last[pf.faces[order[a]].ID].Before(last[pf.faces[order[b]].ID])
+		})
+		now := f.CapturedAt
+		full := false
+		for _, i := range order {
+			face := &pf.faces[i]
+			if full {
+				p.m.skipped("queue_full").Inc()
+				continue
+			}
+			if !d.pacer.Due(last[face.ID], now, frameDur) {
+				p.m.skipped("paced").Inc()
+				continue
+			}
+			r, err := d.engine.Reserve(ctx)
+			if err != nil {
+				if errors.Is(err, infer.ErrOverloaded) {
+					full = true
+					p.m.skipped("queue_full").Inc()
+					continue
+				}
+				break // stopping
+			}
+			if _, err := d.aligner.Align(f.Mat, face.Keypoints, r.Input()); err != nil {
+				r.Release()
+				p.m.skipped("align_error").Inc()
+				continue
+			}
+			r.Submit()
+			last[face.ID] = now
+			pf.reqs = append(pf.reqs, faceReq{i, r})
+			p.m.analysed.Inc()
+		}
+		f.Release() // the crops are in the batch tensor already
+		select {
+		case pending <- pf:
+		case <-ctx.Done():
+			releaseAll(pf.reqs)
+		}
+	}
+	for _, id := range p.tracker.Flush() {
+		select {
+		case pending <- &pendingFrame{ended: []string{id}}:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func releaseAll(reqs []faceReq) {
+	for _, fr := range reqs {
+		fr.req.Release()
+	}
+}
+
+// estimate is a face's latest (smoothed) result.
+type estimate struct {
+	seq    uint64
+	values [][]float32
+}
+
+// collect waits for each frame's results (up to schedule.max_latency after
+// capture), keeps each face's latest estimate, and publishes the frame.
+func (p *pipeline) collect(pending <-chan *pendingFrame) {
+	d := p.d
+	smooth := stream.NewSmoother(stream.SmoothOptions{
+		Enabled: d.cfg.Smoothing.Enabled, MinCutoff: d.cfg.Smoothing.MinCutoff,
+		Beta: d.cfg.Smoothing.Beta, DCutoff: d.cfg.Smoothing.DCutoff,
+	})
+	est := map[string]*estimate{}
+	type lateReq struct {
+		id  string
+		seq uint64
+		pts time.Duration
+		req *infer.Request
+	}
+	var late []lateReq
+	apply := func(id string, seq uint64, pts time.Duration, res *infer.Result) {
+		e := est[id]
+		if e == nil {
+			e = &estimate{values: make([][]float32, len(res.Heads))}
+			for i, h := range res.Heads {
+				e.values[i] = make([]float32, len(h.Values))
+			}
+			est[id] = e
+		}
+		if seq < e.seq {
+			return // a late result older than what we have
+		}
+		e.seq = seq
+		for i, h := range res.Heads {
+			copy(e.values[i], h.Values)
+		}
+		smooth.Apply(id, pts, e.values, d.softmax)
+	}
+	maxLatency := d.cfg.Schedule.MaxLatency.D()
+	var buf []byte
+	for pf := range pending {
+		// Results that missed their own frame's deadline.
+		keep := late[:0]
+		for _, l := range late {
+			if !l.req.Ready() {
+				keep = append(keep, l)
+				continue
+			}
+			if res, err := l.req.Wait(context.Background()); err == nil {
+				apply(l.id, l.seq, l.pts, res)
+			}
+			l.req.Release()
+		}
+		late = keep
+		if pf.seq > 0 {
+			ctx, cancel := context.WithDeadline(context.Background(), pf.capturedAt.Add(maxLatency))
+			for _, fr := range pf.reqs {
+				id := pf.faces[fr.face].ID
+				res, err := fr.req.Wait(ctx)
+				switch {
+				case err == nil:
+					apply(id, pf.seq, pf.pts, res)
+					fr.req.Release()
+				case ctx.Err() != nil:
+					late = append(late, lateReq{id, pf.seq, pf.pts, fr.req})
+					p.m.late.Inc()
+				default:
+					p.lastErr.Store(err.Error())
+					fr.req.Release()
+				}
+			}
+			cancel()
+			frame := stream.Frame{Stream: p.cfg.ID, Seq: pf.seq, CapturedAt: pf.capturedAt, PTS: pf.pts, Faces: make([]stream.Face, len(pf.faces))}
+			for i, f := range pf.faces {
+				sf := &frame.Faces[i]
+				sf.ID, sf.Score = f.ID, f.Score
+				sf.Box = [4]float32{f.Box.X, f.Box.Y, f.Box.W, f.Box.H}
+				if e := est[f.ID]; e != nil {
+					sf.EstimateSeq, sf.Values = e.seq, e.values
+				}
+			}
+			now := time.Now()
+			buf = stream.AppendFrame(buf[:0], &frame, d.heads, now)
+			msg := append([]byte(nil), buf...)
+			d.hub.Publish(p.cfg.ID, msg)
+			p.m.latency.Observe(now.Sub(pf.capturedAt).Seconds())
+			p.outFPS.tick(now)
+		}
+		for _, id := range pf.ended {
+			delete(est, id)
+			smooth.Forget(id)
+			keep := late[:0]
+			for _, l := range late {
+				if l.id == id {
+					l.req.Release() // its face is gone: nobody needs the result
+				} else {
+					keep = append(keep, l)
+				}
+			}
+			late = keep
+		}
+	}
+	for _, l := range late {
+		l.req.Release()
+	}
+}
+
+// info describes the stream for hello and /v1/streams.
+func (p *pipeline) info() stream.StreamInfo {
+	return stream.StreamInfo{ID: p.cfg.ID, URL: p.src.String(), Kind: p.cfg.Kind(), State: p.cap.State().String()}
+}
+
+func sortPipelines(ps []*pipeline) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].cfg.ID < ps[j].cfg.ID })
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// fpsMeter is an exponentially weighted event rate.
+type fpsMeter struct {
+	mu   sync.Mutex
+	last time.Time
+	ewma float64
+}
+
+func (m *fpsMeter) tick(t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.last.IsZero() {
+		dt := t.Sub(m.last).Seconds()
+		if m.ewma == 0 {
+			m.ewma = dt
+		} else {
+			m.ewma += 0.1 * (dt - m.ewma)
+		}
+	}
+	m.last = t
+}
+
+func (m *fpsMeter) rate() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ewma <= 0 || time.Since(m.last) > 2*time.Second {
+		return 0
+	}
+	return 1 / m.ewma
+}
+
+// pipelineMetrics are the per-stream counters of tracking, scheduling and
+// delivery.
+type pipelineMetrics struct {
+	detected *prometheus.CounterVec
+	tracked  *prometheus.GaugeVec
+	analysed *prometheus.CounterVec
+	skipped  *prometheus.CounterVec
+	late     *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newPipelineMetrics(reg prometheus.Registerer) (*pipelineMetrics, error) {
+	m := &pipelineMetrics{
+		detected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "affectd_faces_detected_total", Help: "Faces found by the detector.",
+		}, []string{"stream"}),
+		tracked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "affectd_faces_tracked", Help: "Faces tracked in the stream's latest frame.",
+		}, []string{"stream"}),
+		analysed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "affectd_analyses_total", Help: "Faces submitted to the model.",
+		}, []string{"stream"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "affectd_analyses_skipped_total", Help: "Tracked faces not analysed in a frame, by reason (paced: fair share under load; queue_full; align_error; track_error).",
+		}, []string{"stream", "reason"}),
+		late: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "affectd_estimates_late_total", Help: "Results that missed their frame's schedule.max_latency and reached a later frame.",
+		}, []string{"stream"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "affectd_latency_seconds", Help: "End-to-end latency, from capture to the frame message being sent.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 1.6, 14),
+		}, []string{"stream"}),
+	}
+	for _, c := range []prometheus.Collector{m.detected, m.tracked, m.analysed, m.skipped, m.late, m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *pipelineMetrics) forget(id string) {
+	m.detected.DeleteLabelValues(id)
+	m.tracked.DeleteLabelValues(id)
+	m.analysed.DeleteLabelValues(id)
+	m.skipped.DeletePartialMatch(prometheus.Labels{"stream": id})
+	m.late.DeleteLabelValues(id)
+	m.latency.DeleteLabelValues(id)
+}
+
+type streamMetrics struct {
+	id       string
+	pm       *pipelineMetrics
+	detected prometheus.Counter
+	tracked  prometheus.Gauge
+	analysed prometheus.Counter
+	late     prometheus.Counter
+	latency  prometheus.Observer
+}
+
+func (m *pipelineMetrics) forStream(id string) streamMetrics {
+	return streamMetrics{
+		id: id, pm: m,
+		detected: m.detected.WithLabelValues(id),
+		tracked:  m.tracked.WithLabelValues(id),
+		analysed: m.analysed.WithLabelValues(id),
+		late:     m.late.WithLabelValues(id),
+		latency:  m.latency.WithLabelValues(id),
+	}
+}
+
+func (m streamMetrics) skipped(reason string) prometheus.Counter {
+	return m.pm.skipped.WithLabelValues(m.id, reason)
+}
