@@ -3,7 +3,8 @@
 #   make setup   install Debian packages, fetch pinned artefacts into .cache/, Go modules
 #   make build   bin/affectd and the tools
 #   make test    gofmt, go vet, exporter tests, go test -race (what CI runs)
-#   make run     the daemon on its demo
+#   make run     the daemon on its demo (a test clip, a random demo model)
+#   make install binary, ONNX Runtime, detectors, config, systemd unit
 #   make bench   the benchmarks (figures, not tests)
 
 SHELL := /bin/bash
@@ -16,7 +17,7 @@ GOTEST_FLAGS ?= -race -tags matprofile -timeout 20m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/affectd/affectd/daemon.Version=$(VERSION)
 
-.PHONY: all setup build test lint test-python test-go run bench clean
+.PHONY: all setup build test lint test-python test-go run install bench clean
 
 all: build
 
@@ -39,14 +40,36 @@ test-go:
 
 test: setup lint test-python test-go
 
+DEMO_MODEL := $(AFFECTD_CACHE)/demo/model.onnx
+DEMO_LISTEN ?= 127.0.0.1:8686
+
 run: build
-	@model=$$($(GO) run ./tools/demomodel) && \
-	echo "affectd: demo model $$model (random weights: its values are not affect estimates)" && \
-	./bin/affectd model-info -ort $(ORT_LIB) $$model
+	@$(GO) run ./tools/testmedia/cmd/testmedia -clip two_faces -size 640x360 >/dev/null
+	@if [ ! -f "$(DEMO_MODEL)" ]; then \
+		echo "affectd: no model installed at $(DEMO_MODEL): making a random demo model (its values are NOT affect estimates)"; \
+		mkdir -p "$(dir $(DEMO_MODEL))" && cp "$$($(GO) run ./tools/demomodel)" "$(DEMO_MODEL)"; \
+	fi
+	@echo
+	@echo "  affectd demo: websocket ws://$(DEMO_LISTEN)/v1/ws   streams http://$(DEMO_LISTEN)/v1/streams   metrics http://$(DEMO_LISTEN)/metrics"
+	@echo "  tail it:      go run ./tools/wsclient -url ws://$(DEMO_LISTEN)/v1/ws -n 10"
+	@echo
+	./bin/affectd run -config config/demo.yaml -listen $(DEMO_LISTEN)
+
+# Installs the binary, ONNX Runtime, the face detectors, an example config
+# and the systemd unit (DESTDIR for packaging).
+install: build
+	install -D -m 0755 bin/affectd $(DESTDIR)/usr/bin/affectd
+	install -D -m 0644 $(ORT_LIB) $(DESTDIR)/usr/lib/affectd/libonnxruntime.so.1
+	install -D -m 0644 $(AFFECTD_CACHE)/blazeface/1.2.0/face_detection_back_256x256.onnx $(DESTDIR)/usr/lib/affectd/blazeface/face_detection_back_256x256.onnx
+	install -D -m 0644 $(AFFECTD_CACHE)/blazeface/1.2.0/face_detection_front_128x128.onnx $(DESTDIR)/usr/lib/affectd/blazeface/face_detection_front_128x128.onnx
+	install -D -m 0644 systemd/affectd.service $(DESTDIR)/etc/systemd/system/affectd.service
+	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/affectd/README.md
+	test -e $(DESTDIR)/etc/affectd/affectd.yaml || install -D -m 0640 config/example.yaml $(DESTDIR)/etc/affectd/affectd.yaml
 
 bench: setup
 	$(GO) run ./tools/bench infer
 	$(GO) run ./tools/bench track
+	$(GO) run ./tools/bench e2e
 
 clean:
 	rm -rf bin

@@ -3,6 +3,7 @@ package stream
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,6 +27,11 @@ type HubOptions struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds one write to a client (default 10s).
 	WriteTimeout time.Duration
+	// SocketBuffer caps each client socket's kernel send buffer (default
+	// 256 KiB), so that a slow client's backlog sits in its hub queue,
+	// where it is bounded, counted and dropped oldest-first, rather than in
+	// megabytes of kernel buffers that only add latency.
+	SocketBuffer int
 	// Hello returns the encoded hello message for a new connection.
 	Hello func() []byte
 	// Registerer receives the hub's metrics (nil: not registered).
@@ -66,6 +72,9 @@ func NewHub(o HubOptions) (*Hub, error) {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
+	}
+	if o.SocketBuffer <= 0 {
+		o.SocketBuffer = 256 << 10
 	}
 	h := &Hub{o: o, clients: map[*client]struct{}{}}
 	h.upgrader = websocket.Upgrader{
@@ -127,6 +136,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
+	}
+	if tc, ok := conn.NetConn().(*net.TCPConn); ok {
+		tc.SetWriteBuffer(h.o.SocketBuffer)
 	}
 	c := &client{
 		h: h, conn: conn, subs: subs,

@@ -36,6 +36,8 @@ apt_packages=(
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav
 	# fetching pinned artefacts
 	ca-certificates curl
+	# systemd-analyze for the unit's tests
+	systemd
 )
 if ! command -v npm >/dev/null 2>&1; then
 	apt_packages+=(npm)
