@@ -179,7 +179,7 @@ func Default() Config {
 		},
 		Align: Align{Margin: 0.2},
 		Batch: Batch{
-			MaxBatch:   16,
+			MaxBatch:   8,
 			MaxWait:    Duration(5 * time.Millisecond),
 			QueueLimit: 0, // 4 × MaxBatch, filled in by Parse
 			Runners:    1,

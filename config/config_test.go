@@ -43,7 +43,7 @@ func TestDefault(t *testing.T) {
 		Detector:  Detector{Model: "/usr/lib/affectd/blazeface/face_detection_back_256x256.onnx", ScoreThreshold: 0.6, DetectEvery: 3, RefineRuns: 4, Threads: 1},
 		Tracker:   Tracker{LostAfter: Duration(time.Second), ConfirmHits: 2},
 		Align:     Align{Margin: 0.2},
-		Batch:     Batch{MaxBatch: 16, MaxWait: Duration(5 * time.Millisecond), QueueLimit: 0, Runners: 1},
+		Batch:     Batch{MaxBatch: 8, MaxWait: Duration(5 * time.Millisecond), QueueLimit: 0, Runners: 1},
 		Schedule:  Schedule{MaxLatency: Duration(100 * time.Millisecond), MaxRate: 0, Headroom: 0.85},
 		Smoothing: Smoothing{Enabled: true, MinCutoff: 1, Beta: 0.05, DCutoff: 1},
 		RTSP:      RTSP{Transport: "tcp", Timeout: Duration(2 * time.Second)},
@@ -74,7 +74,7 @@ func TestDefault(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := want
-			w.Batch.QueueLimit = 64 // 4 × max_batch, filled in by Parse
+			w.Batch.QueueLimit = 32 // 4 × max_batch, filled in by Parse
 			if got := plain(c); !reflect.DeepEqual(got, w) {
 				t.Errorf("Parse(%q) =\n%+v\nwant\n%+v", tc.doc, got, w)
 			}

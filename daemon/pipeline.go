@@ -34,6 +34,13 @@ type pipeline struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// inflight holds the faces with a request in the engine: a face gets a
+	// new analysis only once its previous one is back, so the queue never
+	// holds more than one crop per face and waiting stays bounded by the
+	// fair share, not by a backlog. The worker adds, the collector removes.
+	inflightMu sync.Mutex
+	inflight   map[string]bool
+
 	// For readers on other goroutines (/v1/streams, hello).
 	faces   atomic.Int32
 	lastErr atomic.Value // string
@@ -65,7 +72,7 @@ func newPipeline(d *Daemon, sc config.Stream) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pipeline{d: d, cfg: sc, src: src, done: make(chan struct{}), m: d.pm.forStream(sc.ID)}
+	p := &pipeline{d: d, cfg: sc, src: src, done: make(chan struct{}), m: d.pm.forStream(sc.ID), inflight: map[string]bool{}}
 	p.lastErr.Store("")
 	p.cap, err = capture.NewStream(capture.StreamOptions{
 		ID: sc.ID, Source: src, Queue: 2, Metrics: d.capMetrics,
@@ -174,6 +181,10 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 				p.m.skipped("paced").Inc()
 				continue
 			}
+			if p.busy(face.ID) {
+				p.m.skipped("in_flight").Inc()
+				continue
+			}
 			r, err := d.engine.Reserve(ctx)
 			if err != nil {
 				if errors.Is(err, infer.ErrOverloaded) {
@@ -189,6 +200,7 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 				continue
 			}
 			r.Submit()
+			p.setBusy(face.ID, true)
 			last[face.ID] = now
 			pf.reqs = append(pf.reqs, faceReq{i, r})
 			p.m.analysed.Inc()
@@ -205,6 +217,22 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 		case pending <- &pendingFrame{ended: []string{id}}:
 		case <-ctx.Done():
 		}
+	}
+}
+
+func (p *pipeline) busy(id string) bool {
+	p.inflightMu.Lock()
+	defer p.inflightMu.Unlock()
+	return p.inflight[id]
+}
+
+func (p *pipeline) setBusy(id string, busy bool) {
+	p.inflightMu.Lock()
+	defer p.inflightMu.Unlock()
+	if busy {
+		p.inflight[id] = true
+	} else {
+		delete(p.inflight, id)
 	}
 }
 
@@ -268,6 +296,7 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 				apply(l.id, l.seq, l.pts, res)
 			}
 			l.req.Release()
+			p.setBusy(l.id, false)
 		}
 		late = keep
 		if pf.seq > 0 {
@@ -279,12 +308,14 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 				case err == nil:
 					apply(id, pf.seq, pf.pts, res)
 					fr.req.Release()
+					p.setBusy(id, false)
 				case ctx.Err() != nil:
 					late = append(late, lateReq{id, pf.seq, pf.pts, fr.req})
 					p.m.late.Inc()
 				default:
 					p.lastErr.Store(err.Error())
 					fr.req.Release()
+					p.setBusy(id, false)
 				}
 			}
 			cancel()
@@ -311,6 +342,7 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 			for _, l := range late {
 				if l.id == id {
 					l.req.Release() // its face is gone: nobody needs the result
+					p.setBusy(id, false)
 				} else {
 					keep = append(keep, l)
 				}
@@ -387,7 +419,7 @@ func newPipelineMetrics(reg prometheus.Registerer) (*pipelineMetrics, error) {
 			Name: "affectd_analyses_total", Help: "Faces submitted to the model.",
 		}, []string{"stream"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "affectd_analyses_skipped_total", Help: "Tracked faces not analysed in a frame, by reason (paced: fair share under load; queue_full; align_error; track_error).",
+			Name: "affectd_analyses_skipped_total", Help: "Tracked faces not analysed in a frame, by reason (paced: fair share under load; in_flight: the previous analysis is not back; queue_full; align_error; track_error).",
 		}, []string{"stream", "reason"}),
 		late: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "affectd_estimates_late_total", Help: "Results that missed their frame's schedule.max_latency and reached a later frame.",

@@ -133,6 +133,7 @@ func benchE2E(args []string) error {
 	warmEnd := time.Now().Add(time.Duration(*warmup * float64(time.Second)))
 	var end time.Time
 	counts := map[string]int{}
+	ages := map[string][]float64{}
 	var lat []float64
 	var staleness []float64 // frames between a face's message and its estimate
 	var dropsStart, dropsEnd float64
@@ -165,6 +166,7 @@ func benchE2E(args []string) error {
 		for _, f := range m.Faces {
 			if f.EstimateSeq > 0 {
 				staleness = append(staleness, float64(m.Seq-f.EstimateSeq))
+				ages[m.Stream] = append(ages[m.Stream], float64(m.Seq-f.EstimateSeq))
 			}
 		}
 	}
@@ -174,21 +176,21 @@ func benchE2E(args []string) error {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	for _, id := range ids {
-		fps := float64(counts[id]) / *seconds
-		minFPS = math.Min(minFPS, fps)
-		fmt.Printf("stream %s: %.1f fps\n", id, fps)
-	}
-	if len(counts) < *n {
-		minFPS = 0
-	}
-	sort.Float64s(lat)
-	sort.Float64s(staleness)
 	pct := func(v []float64, p float64) float64 {
 		if len(v) == 0 {
 			return 0
 		}
-		return v[int(p/100*float64(len(v)-1)+0.5)]
+		s := append([]float64(nil), v...)
+		sort.Float64s(s)
+		return s[int(p/100*float64(len(s)-1)+0.5)]
+	}
+	for _, id := range ids {
+		fps := float64(counts[id]) / *seconds
+		minFPS = math.Min(minFPS, fps)
+		fmt.Printf("stream %s: %.1f fps, estimate age p50 %.0f frames, max %.0f\n", id, fps, pct(ages[id], 50), pct(ages[id], 100))
+	}
+	if len(counts) < *n {
+		minFPS = 0
 	}
 	fmt.Printf("estimate age: p50=%.0f p99=%.0f frames; messages: %d\n", pct(staleness, 50), pct(staleness, 99), len(lat))
 	if resp, err := http.Get("http://" + addr + "/v1/streams"); err == nil {
