@@ -13,7 +13,9 @@ GO ?= go
 export AFFECTD_CACHE ?= $(CURDIR)/.cache
 ORT_LIB := $(AFFECTD_CACHE)/ort/1.30.0/libonnxruntime.so.1
 PY := /usr/bin/python3
-GOTEST_FLAGS ?= -race -tags matprofile -timeout 20m
+# -p 1: packages one at a time, so that the end-to-end tests that measure
+# rates and latency do not compete with other packages for the CPUs.
+GOTEST_FLAGS ?= -race -tags matprofile -p 1 -timeout 30m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/affectd/affectd/daemon.Version=$(VERSION)
 

@@ -101,7 +101,7 @@ func TestHubHelloAndSubscriptions(t *testing.T) {
 // A client that stops reading loses messages (counted), is disconnected
 // past MaxDrops, and never slows a normal client or the publisher.
 func TestHubSlowClient(t *testing.T) {
-	h, srv, reg := newTestHub(t, HubOptions{SendQueue: 8, MaxDrops: 200, WriteTimeout: 500 * time.Millisecond})
+	h, srv, reg := newTestHub(t, HubOptions{SendQueue: 64, MaxDrops: 200, WriteTimeout: 500 * time.Millisecond})
 	slow := dial(t, srv, "")
 	fast := dial(t, srv, "")
 	waitClients(t, h, 2)
@@ -118,7 +118,7 @@ func TestHubSlowClient(t *testing.T) {
 			}
 			if strings.Contains(string(b), `"frame"`) {
 				n++
-				if n == 2000 {
+				if n == 1000 {
 					got <- n
 					return
 				}
@@ -128,13 +128,13 @@ func TestHubSlowClient(t *testing.T) {
 	// Big messages, so the stalled client's socket buffers fill quickly.
 	payload := strings.Repeat("x", 16<<10)
 	start := time.Now()
-	for i := 0; i < 2000; i++ {
+	for i := 0; i < 1000; i++ {
 		h.Publish("s", []byte(`{"type":"frame","pad":"`+payload+`"}`))
-		time.Sleep(200 * time.Microsecond) // a fast but not instant producer
+		time.Sleep(time.Millisecond) // 1000 messages/s of 16 KiB
 	}
 	publishTime := time.Since(start)
-	if n := <-got; n != 2000 {
-		t.Errorf("the fast client got %d of 2000 messages", n)
+	if n := <-got; n != 1000 {
+		t.Errorf("the fast client got %d of 1000 messages", n)
 	}
 	waitClients(t, h, 1) // the slow one was dropped
 	dropped := testutil.ToFloat64(h.m.dropped)
@@ -144,7 +144,7 @@ func TestHubSlowClient(t *testing.T) {
 	if n := testutil.ToFloat64(h.m.disconnects.WithLabelValues("slow")); n != 1 {
 		t.Errorf("disconnects{reason=slow} %v, want 1", n)
 	}
-	t.Logf("published 2000 messages in %v, %v dropped for the stalled client", publishTime, dropped)
+	t.Logf("published 1000 messages in %v, %v dropped for the stalled client", publishTime, dropped)
 	// The stalled client finally reads: its connection was closed, with a
 	// 1008 close frame when the socket had room for one.
 	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
