@@ -117,7 +117,7 @@ type Stream struct {
 	state    atomic.Int32
 	captured atomic.Uint64
 	dropped  atomic.Uint64
-	fps      fpsMeter
+	fps      RateMeter
 
 	runOnce sync.Once
 }
@@ -179,7 +179,7 @@ type Stats struct {
 
 // Stats returns the stream's figures (safe from any goroutine).
 func (s *Stream) Stats() Stats {
-	return Stats{State: s.State(), Captured: s.captured.Load(), Dropped: s.dropped.Load(), FPS: s.fps.rate()}
+	return Stats{State: s.State(), Captured: s.captured.Load(), Dropped: s.dropped.Load(), FPS: s.fps.Rate()}
 }
 
 // Run supervises the source until ctx ends or the source ends for good.
@@ -251,7 +251,7 @@ func (s *Stream) Deliver(f *Frame) {
 	}
 	s.captured.Add(1)
 	s.m.captured.Inc()
-	s.fps.tick(f.CapturedAt)
+	s.fps.Tick(f.CapturedAt)
 	if s.o.Lossless {
 		select {
 		case s.queue.ch <- f:
@@ -288,14 +288,16 @@ func (s *Stream) Drop(reason string) {
 	s.o.Metrics.drop(s.o.ID, reason)
 }
 
-// fpsMeter is an exponentially weighted frame rate.
-type fpsMeter struct {
+// RateMeter is an exponentially weighted event rate (frames per second).
+// Safe for concurrent use.
+type RateMeter struct {
 	mu   sync.Mutex
 	last time.Time
-	ewma float64 // seconds per frame
+	ewma float64 // seconds per event
 }
 
-func (m *fpsMeter) tick(t time.Time) {
+// Tick records an event at t.
+func (m *RateMeter) Tick(t time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.last.IsZero() {
@@ -309,7 +311,8 @@ func (m *fpsMeter) tick(t time.Time) {
 	m.last = t
 }
 
-func (m *fpsMeter) rate() float64 {
+// Rate is the events per second (0 after two seconds without one).
+func (m *RateMeter) Rate() float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ewma <= 0 || time.Since(m.last) > 2*time.Second {

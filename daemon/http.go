@@ -100,7 +100,7 @@ func (d *Daemon) listStreams(w http.ResponseWriter, r *http.Request) {
 		errText, _ := p.lastErr.Load().(string)
 		out = append(out, StreamStatus{
 			ID: info.ID, URL: info.URL, Kind: info.Kind, State: info.State, Error: errText,
-			FPS: round1(p.outFPS.rate()), InputFPS: round1(st.FPS), Faces: int(p.faces.Load()),
+			FPS: round1(p.outFPS.Rate()), InputFPS: round1(st.FPS), Faces: int(p.faces.Load()),
 			Captured: st.Captured, Dropped: st.Dropped, Interval: interval,
 		})
 	}

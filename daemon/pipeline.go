@@ -44,7 +44,7 @@ type pipeline struct {
 	// For readers on other goroutines (/v1/streams, hello).
 	faces   atomic.Int32
 	lastErr atomic.Value // string
-	outFPS  fpsMeter
+	outFPS  capture.RateMeter
 }
 
 // pendingFrame is a tracked frame waiting for its faces' results.
@@ -333,7 +333,7 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 			msg := append([]byte(nil), buf...)
 			d.hub.Publish(p.cfg.ID, msg)
 			p.m.latency.Observe(now.Sub(pf.capturedAt).Seconds())
-			p.outFPS.tick(now)
+			p.outFPS.Tick(now)
 		}
 		for _, id := range pf.ended {
 			delete(est, id)
@@ -365,36 +365,6 @@ func sortPipelines(ps []*pipeline) {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-// fpsMeter is an exponentially weighted event rate.
-type fpsMeter struct {
-	mu   sync.Mutex
-	last time.Time
-	ewma float64
-}
-
-func (m *fpsMeter) tick(t time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.last.IsZero() {
-		dt := t.Sub(m.last).Seconds()
-		if m.ewma == 0 {
-			m.ewma = dt
-		} else {
-			m.ewma += 0.1 * (dt - m.ewma)
-		}
-	}
-	m.last = t
-}
-
-func (m *fpsMeter) rate() float64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.ewma <= 0 || time.Since(m.last) > 2*time.Second {
-		return 0
-	}
-	return 1 / m.ewma
-}
 
 // pipelineMetrics are the per-stream counters of tracking, scheduling and
 // delivery.
