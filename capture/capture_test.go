@@ -340,7 +340,7 @@ func TestOpenURLs(t *testing.T) {
 		{"file:///data/a.mp4", "file", "file:///data/a.mp4", false},
 		{"/data/a.mp4", "file", "file:///data/a.mp4", false},
 		{"clips/a.mp4", "file", "file://clips/a.mp4", false},
-		{"rtsp://user:secret@cam.local:554/stream1", "rtsp", "rtsp://user:xxxxx@cam.local:554/stream1", false},
+		{"rtsp://user:secret@cam.local:554/stream1", "rtsp", "rtsp://cam.local:554/stream1", false},
 		{"rtsps://cam/x", "rtsp", "rtsps://cam/x", false},
 		{"v4l2:///dev/video2", "v4l2", "v4l2:///dev/video2", false},
 		{"v4l2://1", "v4l2", "v4l2://1", false},

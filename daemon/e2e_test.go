@@ -439,4 +439,41 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("websocket with ?token=: %v", err)
 	}
 	c.Close()
+
+	// tools/wsclient: with the token it prints the hello and 5 frames as
+	// JSON lines and exits 0; without, it exits 1.
+	client := filepath.Join(t.TempDir(), "wsclient")
+	root, _ := testenv.Root()
+	build := exec.Command("go", "build", "-o", client, "./tools/wsclient")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build wsclient: %v\n%s", err, out)
+	}
+	url := "ws://" + proc.addr + "/v1/ws"
+	out, err := exec.Command(client, "-url", url, "-stream", "a", "-n", "5", "-token", "s3cret", "-timeout", "10s").Output()
+	if err != nil {
+		t.Fatalf("wsclient -token: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	frames := 0
+	for _, l := range lines {
+		var m wsMsg
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("wsclient printed %q: %v", l, err)
+		}
+		if m.Type == "frame" {
+			frames++
+			if m.Stream != "a" {
+				t.Errorf("frame of stream %q", m.Stream)
+			}
+		}
+	}
+	if frames != 5 || !strings.Contains(lines[0], `"hello"`) {
+		t.Errorf("wsclient -n 5 printed %d frames: %q", frames, lines)
+	}
+	cmd := exec.Command(client, "-url", url, "-n", "1")
+	cmd.Env = append(os.Environ(), "AFFECTD_AUTH_TOKEN=")
+	if err := cmd.Run(); err == nil {
+		t.Error("wsclient without the token exited 0")
+	}
 }

@@ -78,10 +78,12 @@ func New(rawURL string) (*Source, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("rtsp: %q has no host", u.Redacted())
 	}
-	return &Source{url: rawURL, shown: u.Redacted(), epoch: time.Now()}, nil
+	shown := *u
+	shown.User = nil // no credentials in logs, statuses or the API
+	return &Source{url: rawURL, shown: shown.String(), epoch: time.Now()}, nil
 }
 
-// String is the URL without its password.
+// String is the URL without its credentials.
 func (s *Source) String() string { return s.shown }
 
 // Run connects and reads until the connection fails.
