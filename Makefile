@@ -19,7 +19,7 @@ GOTEST_FLAGS ?= -race -tags matprofile -p 1 -timeout 30m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/affectd/affectd/daemon.Version=$(VERSION)
 
-.PHONY: all setup build test lint test-python test-go run install bench clean
+.PHONY: all setup build test lint test-python test-go test-fuzz run install bench clean
 
 all: build
 
@@ -40,7 +40,12 @@ test-python:
 test-go:
 	$(GO) test $(GOTEST_FLAGS) ./...
 
-test: setup lint test-python test-go
+# Fuzz targets, each for a short budget (the full corpus runs as tests above).
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s -fuzzminimizetime 2s ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzWHIPOffer$$' -fuzztime 10s -fuzzminimizetime 2s ./capture/webrtc
+
+test: setup lint test-python test-go test-fuzz
 
 DEMO_MODEL := $(AFFECTD_CACHE)/demo/model.onnx
 DEMO_LISTEN ?= 127.0.0.1:8686

@@ -23,6 +23,9 @@ type Frame struct {
 	PTS time.Duration
 	// Mat holds the picture: 8-bit BGR.
 	Mat gocv.Mat
+	// Restart is set on the first frame after the input ended and came
+	// back (a new WebRTC session): whatever was tracked before is gone.
+	Restart bool
 
 	pool *Pool
 }
@@ -72,7 +75,7 @@ func (p *Pool) put(f *Frame) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.live--
-	f.Stream, f.Seq, f.CapturedAt, f.PTS = "", 0, time.Time{}, 0
+	f.Stream, f.Seq, f.CapturedAt, f.PTS, f.Restart = "", 0, time.Time{}, 0, false
 	if len(p.free) >= p.limit {
 		f.Mat.Close()
 		return

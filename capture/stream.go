@@ -40,6 +40,10 @@ type Sink interface {
 	// Up marks the input as producing (call it on the first frame after
 	// each open).
 	Up()
+	// Ended marks the input as ended for now without ending the stream:
+	// for inputs that come and go on their own, like a WebRTC publisher
+	// whose session closed. A later Up brings the stream back up.
+	Ended(err error)
 }
 
 // State is a stream's lifecycle state.
@@ -111,6 +115,7 @@ type Stream struct {
 
 	ctx      context.Context // Run's, for lossless delivery
 	seq      uint64
+	restart  bool // the input ended: mark the next frame
 	upSince  time.Time
 	upMarked bool
 
@@ -246,6 +251,9 @@ func (s *Stream) Frame() *Frame { return s.o.Pool.Get() }
 func (s *Stream) Deliver(f *Frame) {
 	s.seq++
 	f.Stream, f.Seq = s.o.ID, s.seq
+	if s.restart {
+		f.Restart, s.restart = true, false
+	}
 	if f.CapturedAt.IsZero() {
 		f.CapturedAt = time.Now()
 	}
@@ -279,6 +287,14 @@ func (s *Stream) Up() {
 	s.upSince = time.Now()
 	s.m.up.Set(1)
 	s.setState(StateUp, nil, 0)
+}
+
+// Ended implements Sink.
+func (s *Stream) Ended(err error) {
+	s.upMarked = false
+	s.restart = true
+	s.m.up.Set(0)
+	s.setState(StateEnded, err, 0)
 }
 
 // Drop counts a frame of this stream dropped downstream for reason (for

@@ -28,6 +28,7 @@ type Config struct {
 	Smoothing Smoothing `yaml:"smoothing"`
 	RTSP      RTSP      `yaml:"rtsp"`
 	WebSocket WebSocket `yaml:"websocket"`
+	WebRTC    WebRTC    `yaml:"webrtc"`
 	// Streams are the video sources. None is valid: the daemon idles until
 	// a reload gives it some.
 	Streams []Stream `yaml:"streams"`
@@ -131,12 +132,34 @@ type WebSocket struct {
 	PingInterval Duration `yaml:"ping_interval"`
 }
 
+// WebRTC configures WHIP ingest (streams with url whip://).
+type WebRTC struct {
+	// UDPPort is the one UDP port all WebRTC sessions share (0 picks a free
+	// one). PortMin/PortMax, when set, use a port range instead.
+	UDPPort int `yaml:"udp_port"`
+	PortMin int `yaml:"port_min"`
+	PortMax int `yaml:"port_max"`
+	// NAT1To1IPs are public addresses to announce from behind a 1:1 NAT.
+	NAT1To1IPs []string `yaml:"nat_1to1_ips"`
+	// ReceiveBuffer is the UDP socket's receive buffer in bytes.
+	ReceiveBuffer int `yaml:"receive_buffer"`
+	// Loopback offers only 127.0.0.1 ICE candidates (one-machine setups).
+	Loopback bool `yaml:"loopback"`
+	// AllowDynamic accepts publishers for stream ids not configured here.
+	AllowDynamic bool `yaml:"allow_dynamic"`
+	// MaxSessions bounds concurrent WHIP sessions.
+	MaxSessions int `yaml:"max_sessions"`
+	// CORSOrigin is the Access-Control-Allow-Origin of the WHIP endpoint.
+	CORSOrigin string `yaml:"cors_origin"`
+}
+
 // Stream is one video source.
 type Stream struct {
 	// ID names the stream in messages and metrics.
 	ID string `yaml:"id"`
 	// URL is file:///path, a plain path, rtsp://…, rtsps://…,
-	// v4l2:///dev/videoN, v4l2://N, or a camera index such as "0".
+	// v4l2:///dev/videoN, v4l2://N, a camera index such as "0", or whip://
+	// for a stream published over WebRTC (POST /v1/whip/{id}).
 	URL string `yaml:"url"`
 	// Realtime paces a file at its frame rate; nil means true. Files only.
 	Realtime *bool `yaml:"realtime"`
@@ -147,6 +170,9 @@ type Stream struct {
 	Width  int `yaml:"width"`
 	Height int `yaml:"height"`
 	FPS    int `yaml:"fps"`
+	// Token is the bearer token a WHIP publisher of this stream needs
+	// (instead of auth_token). whip:// streams only.
+	Token string `yaml:"token"`
 }
 
 // Default returns the configuration of an empty file. Every default lives
@@ -203,6 +229,12 @@ func Default() Config {
 			SendQueue:    64,
 			MaxDrops:     250,
 			PingInterval: Duration(20 * time.Second),
+		},
+		WebRTC: WebRTC{
+			UDPPort:       0,
+			ReceiveBuffer: 4 << 20,
+			MaxSessions:   8,
+			CORSOrigin:    "*",
 		},
 		Streams: nil,
 	}
@@ -336,6 +368,9 @@ func (c *Config) Redacted() Config {
 				v := *s.Realtime
 				s.Realtime = &v
 			}
+			if s.Token != "" {
+				s.Token = "<redacted>"
+			}
 			if u, err := url.Parse(s.URL); err == nil && u.User != nil {
 				if _, ok := u.User.Password(); ok {
 					s.URL = u.Redacted()
@@ -379,6 +414,11 @@ func urlKind(raw string) (kind, problem string) {
 				return "", "RTSP URL has no host"
 			}
 			return "rtsp", ""
+		case "whip":
+			if rest != "" {
+				return "", "want whip:// (the stream id is the WHIP path: POST /v1/whip/{id})"
+			}
+			return "whip", ""
 		case "v4l2":
 			if digitsRE.MatchString(rest) {
 				if _, err := strconv.Atoi(rest); err == nil {
@@ -398,7 +438,7 @@ func urlKind(raw string) (kind, problem string) {
 			}
 			return "file", ""
 		default:
-			return "", fmt.Sprintf("unsupported scheme %q (want file://, rtsp://, rtsps://, v4l2://, a file path or a camera index)", m[1])
+			return "", fmt.Sprintf("unsupported scheme %q (want file://, rtsp://, rtsps://, v4l2://, whip://, a file path or a camera index)", m[1])
 		}
 	}
 	if strings.Contains(raw, "://") {

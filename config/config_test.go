@@ -48,6 +48,7 @@ func TestDefault(t *testing.T) {
 		Smoothing: Smoothing{Enabled: true, MinCutoff: 1, Beta: 0.05, DCutoff: 1},
 		RTSP:      RTSP{Transport: "tcp", Timeout: Duration(2 * time.Second)},
 		WebSocket: WebSocket{SendQueue: 64, MaxDrops: 250, PingInterval: Duration(20 * time.Second)},
+		WebRTC:    WebRTC{ReceiveBuffer: 4 << 20, MaxSessions: 8, CORSOrigin: "*"},
 	}
 	noEnv(t)
 	t.Run("values", func(t *testing.T) {
@@ -126,6 +127,16 @@ websocket:
   send_queue: 128
   max_drops: 500
   ping_interval: 30s
+webrtc:
+  udp_port: 8189
+  port_min: 20000
+  port_max: 20100
+  nat_1to1_ips: [203.0.113.7]
+  receive_buffer: 8388608
+  loopback: true
+  allow_dynamic: true
+  max_sessions: 4
+  cors_origin: https://app.example.com
 streams:
   - id: clip
     url: /data/clip.mp4
@@ -138,6 +149,9 @@ streams:
     width: 1280
     height: 720
     fps: 30
+  - id: browser
+    url: whip://
+    token: pub
 `
 
 var fullWant = Config{
@@ -153,10 +167,13 @@ var fullWant = Config{
 	Smoothing: Smoothing{Enabled: false, MinCutoff: 0.5, Beta: 0.1, DCutoff: 2},
 	RTSP:      RTSP{Transport: "udp", Timeout: Duration(time.Minute)},
 	WebSocket: WebSocket{SendQueue: 128, MaxDrops: 500, PingInterval: Duration(30 * time.Second)},
+	WebRTC: WebRTC{UDPPort: 8189, PortMin: 20000, PortMax: 20100, NAT1To1IPs: []string{"203.0.113.7"}, ReceiveBuffer: 8 << 20,
+		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com"},
 	Streams: []Stream{
 		{ID: "clip", URL: "/data/clip.mp4", Realtime: ptr(false), Loop: true},
 		{ID: "door", URL: "rtsp://cam.local:554/stream1"},
 		{ID: "desk", URL: "v4l2:///dev/video0", Width: 1280, Height: 720, FPS: 30},
+		{ID: "browser", URL: "whip://", Token: "pub"},
 	},
 }
 
@@ -186,7 +203,7 @@ func TestFullConfig(t *testing.T) {
 				continue
 			}
 			for j := range d.Field(i).NumField() {
-				if d.Field(i).Field(j).Equal(f.Field(i).Field(j)) {
+				if reflect.DeepEqual(d.Field(i).Field(j).Interface(), f.Field(i).Field(j).Interface()) {
 					t.Errorf("%s.%s is its default", name, d.Field(i).Type().Field(j).Name)
 				}
 			}
@@ -210,7 +227,7 @@ func TestFullConfig(t *testing.T) {
 		for _, s := range c.Streams {
 			kinds = append(kinds, s.Kind())
 		}
-		if got := strings.Join(kinds, ","); got != "file,rtsp,v4l2" {
+		if got := strings.Join(kinds, ","); got != "file,rtsp,v4l2,whip" {
 			t.Errorf("kinds = %s", got)
 		}
 	})
@@ -222,12 +239,12 @@ var confErrors = []struct {
 	name, doc, want string
 }{
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
-		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, streams)"},
+		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, streams)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
 		"demo.yaml:2: streams[0].url: required\n" +
-			"demo.yaml:3: streams[0].uri: unknown key (known: id, url, realtime, loop, width, height, fps)"},
+			"demo.yaml:3: streams[0].uri: unknown key (known: id, url, realtime, loop, width, height, fps, token)"},
 	{"wrong type int", "batch:\n  max_batch: big\n",
 		`demo.yaml:2: batch.max_batch: want an integer, got "big"`},
 	{"float for int", "onnxruntime:\n  threads: 2.5\n",
@@ -289,7 +306,7 @@ var confErrors = []struct {
 	{"missing url", "streams:\n  - id: a\n",
 		"demo.yaml:2: streams[0].url: required"},
 	{"http url", "streams:\n  - id: a\n    url: http://cam/x.mjpg\n",
-		`demo.yaml:3: streams[0].url: unsupported scheme "http" (want file://, rtsp://, rtsps://, v4l2://, a file path or a camera index)`},
+		`demo.yaml:3: streams[0].url: unsupported scheme "http" (want file://, rtsp://, rtsps://, v4l2://, whip://, a file path or a camera index)`},
 	{"v4l2 device name", "streams:\n  - id: a\n    url: v4l2://video0\n",
 		"demo.yaml:3: streams[0].url: want v4l2:///dev/videoN or v4l2://N"},
 	{"rtsp without host", "streams:\n  - id: a\n    url: rtsp:///x\n",
@@ -316,7 +333,7 @@ var confErrors = []struct {
 	{"decode and check errors together", "websocket:\n  send_queue: 0\n  ping_interval: soon\nbogus: 1\n",
 		"demo.yaml:2: websocket.send_queue: must be between 1 and 100000, got 0\n" +
 			`demo.yaml:3: websocket.ping_interval: want a duration such as "5ms", "1.5s" or "2m", got "soon"` + "\n" +
-			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, streams)"},
+			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, streams)"},
 	{"tabs", "detector:\n  model: /m.onnx\n\tthreads: 2\n",
 		"demo.yaml:3: tab in indentation (YAML indents with spaces only)"},
 	{"syntax error", "detector:\n  model: [a\n",
@@ -395,7 +412,7 @@ func TestValidate(t *testing.T) {
 		c.Batch.MaxBatch = 0
 		c.Streams = []Stream{{ID: "a", URL: "http://x"}}
 		want := "batch.max_batch: must be between 1 and 1024, got 0\n" +
-			`streams[0].url: unsupported scheme "http" (want file://, rtsp://, rtsps://, v4l2://, a file path or a camera index)`
+			`streams[0].url: unsupported scheme "http" (want file://, rtsp://, rtsps://, v4l2://, whip://, a file path or a camera index)`
 		if err := c.Validate(); err == nil || err.Error() != want {
 			t.Errorf("got %v\nwant %s", err, want)
 		}
@@ -645,7 +662,9 @@ func TestExampleFile(t *testing.T) {
 			case reflect.Struct:
 				walk(f.Type, p, s)
 			case reflect.Slice:
-				walk(f.Type.Elem(), p+"[]", s+"[*]")
+				if f.Type.Elem().Kind() == reflect.Struct {
+					walk(f.Type.Elem(), p+"[]", s+"[*]")
+				}
 			}
 		}
 	}
@@ -827,4 +846,30 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = c.Redacted()
 	})
+}
+
+func TestWebRTCErrors(t *testing.T) {
+	noEnv(t)
+	for _, tc := range []struct{ name, doc, want string }{
+		{"whip with a path", "streams:\n  - id: a\n    url: whip://x\n", "w.yaml:3: streams[0].url: want whip:// (the stream id is the WHIP path: POST /v1/whip/{id})"},
+		{"token on a file", "streams:\n  - id: a\n    url: a.mp4\n    token: t\n", "w.yaml:4: streams[0].token: only applies to whip:// streams, not file"},
+		{"port range half", "webrtc:\n  port_min: 5000\n", "w.yaml:1: webrtc.port_max: port_min and port_max go together, with port_min <= port_max (got 5000 and 0)"},
+		{"bad NAT IP", "webrtc:\n  nat_1to1_ips: [not-an-ip]\n", "w.yaml:2: webrtc.nat_1to1_ips[0]: not an IP address: \"not-an-ip\""},
+		{"small buffer", "webrtc:\n  receive_buffer: 1024\n", "w.yaml:2: webrtc.receive_buffer: must be between 1048576 and 1073741824, got 1024"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc), "w.yaml")
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("got  %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+	t.Setenv("PUB", "secret")
+	c, err := Parse([]byte("streams:\n  - id: b\n    url: whip://\n    token: ${PUB}\n"), "w.yaml")
+	if err != nil || c.Streams[0].Token != "secret" || c.Streams[0].Kind() != "whip" {
+		t.Fatalf("%v %+v", err, c)
+	}
+	if r := c.Redacted(); r.Streams[0].Token != "<redacted>" {
+		t.Errorf("redacted token %q", r.Streams[0].Token)
+	}
 }

@@ -465,8 +465,8 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
-// applyEnv applies AFFECTD_AUTH_TOKEN and expands ${NAME} in auth_token and
-// stream URLs.
+// applyEnv applies AFFECTD_AUTH_TOKEN and expands ${NAME} in auth_token,
+// stream URLs and stream tokens.
 func (c *Config) applyEnv(p *problems) {
 	if v := os.Getenv(AuthTokenEnv); v != "" {
 		c.AuthToken = v
@@ -477,12 +477,17 @@ func (c *Config) applyEnv(p *problems) {
 		c.AuthToken = v
 	}
 	for i := range c.Streams {
-		key := "streams[" + strconv.Itoa(i) + "].url"
-		if v, err := expand(c.Streams[i].URL); err != nil {
-			p.add(key, "%v", err)
-			p.bad[key] = true
-		} else {
-			c.Streams[i].URL = v
+		for _, f := range []struct {
+			name string
+			v    *string
+		}{{"url", &c.Streams[i].URL}, {"token", &c.Streams[i].Token}} {
+			key := "streams[" + strconv.Itoa(i) + "]." + f.name
+			if v, err := expand(*f.v); err != nil {
+				p.add(key, "%v", err)
+				p.bad[key] = true
+			} else {
+				*f.v = v
+			}
 		}
 	}
 }

@@ -29,6 +29,7 @@ func (c *Config) validate(p *problems) {
 	c.Smoothing.validate(p)
 	c.RTSP.validate(p)
 	c.WebSocket.validate(p)
+	c.WebRTC.validate(p)
 	validateStreams(p, c.Streams)
 }
 
@@ -133,6 +134,23 @@ func (w WebSocket) validate(p *problems) {
 	durationBetween(p, "websocket.ping_interval", w.PingInterval, time.Second, 10*time.Minute)
 }
 
+func (w WebRTC) validate(p *problems) {
+	between(p, "webrtc.udp_port", w.UDPPort, 0, 65535)
+	between(p, "webrtc.port_min", w.PortMin, 0, 65535)
+	between(p, "webrtc.port_max", w.PortMax, 0, 65535)
+	if (w.PortMin == 0) != (w.PortMax == 0) || w.PortMax < w.PortMin {
+		p.add("webrtc.port_max", "port_min and port_max go together, with port_min <= port_max (got %d and %d)", w.PortMin, w.PortMax)
+	}
+	for i, ip := range w.NAT1To1IPs {
+		if net.ParseIP(ip) == nil {
+			p.add("webrtc.nat_1to1_ips["+strconv.Itoa(i)+"]", "not an IP address: %s", quote(ip))
+		}
+	}
+	between(p, "webrtc.receive_buffer", w.ReceiveBuffer, 1<<20, 1<<30)
+	between(p, "webrtc.max_sessions", w.MaxSessions, 1, 1000)
+	required(p, "webrtc.cors_origin", w.CORSOrigin)
+}
+
 var streamIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 func validateStreams(p *problems, streams []Stream) {
@@ -179,6 +197,9 @@ func (s Stream) validate(p *problems, at string) {
 				p.add(at+"."+f.name, "only applies to cameras (v4l2), not %s", kind)
 			}
 		}
+	}
+	if s.Token != "" && kind != "" && kind != "whip" {
+		p.add(at+".token", "only applies to whip:// streams, not %s", kind)
 	}
 	between(p, at+".width", s.Width, 0, 8192)
 	between(p, at+".height", s.Height, 0, 8192)

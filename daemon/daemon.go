@@ -16,6 +16,7 @@ import (
 
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/capture/rtsp"
+	"github.com/affectd/affectd/capture/webrtc"
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/infer"
 	"github.com/affectd/affectd/stream"
@@ -55,6 +56,22 @@ type Daemon struct {
 
 	reload chan chan error
 	addr   atomic.Value // the listener's address, once listening
+
+	// WebRTC ingest, made when a whip:// stream or dynamic publishing
+	// needs it (on Run's goroutine); HTTP handlers load the pointer.
+	whip     atomic.Pointer[webrtc.Server]
+	dynamic  chan dynamicReq // WHIP publishers for unconfigured ids → Run
+	finished chan *pipeline  // dynamic streams whose session ended → Run
+}
+
+type dynamicReq struct {
+	stream string
+	reply  chan dynamicReply
+}
+
+type dynamicReply struct {
+	src *webrtc.Source
+	err error
 }
 
 // New checks the configuration and allocates the daemon. path is the
@@ -69,8 +86,10 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, path: path, log: log,
 		reg:     prometheus.NewRegistry(),
-		streams: map[string]*pipeline{},
-		reload:  make(chan chan error),
+		streams:  map[string]*pipeline{},
+		reload:   make(chan chan error),
+		dynamic:  make(chan dynamicReq),
+		finished: make(chan *pipeline, 16),
 	}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var err error
@@ -142,6 +161,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.engine.Close() // drains in-flight batches
 		}
 		engCancel()
+		if w := d.whip.Load(); w != nil {
+			w.Close()
+		}
 		d.hub.Close() // close frames to every client
 		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -166,6 +188,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := rtsp.Configure(rtsp.Transport{Protocol: d.cfg.RTSP.Transport, Timeout: d.cfg.RTSP.Timeout.D()}); err != nil {
 		d.log.Warn("rtsp options", "err", err)
 	}
+	if d.cfg.WebRTC.AllowDynamic {
+		if _, err := d.whipServer(); err != nil {
+			stopAll()
+			return err
+		}
+	}
 	for _, sc := range d.cfg.Streams {
 		if err := d.startStream(sc); err != nil {
 			d.log.Error("stream not started", "stream", sc.ID, "err", err)
@@ -185,6 +213,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		case res := <-d.reload:
 			res <- d.applyReload()
+		case req := <-d.dynamic:
+			src, err := d.startDynamic(req.stream)
+			req.reply <- dynamicReply{src, err}
+		case p := <-d.finished:
+			d.mu.Lock()
+			if d.streams[p.cfg.ID] == p {
+				delete(d.streams, p.cfg.ID)
+			}
+			d.mu.Unlock()
+			d.capMetrics.Forget(p.cfg.ID)
+			d.pm.forget(p.cfg.ID)
+			d.pacer.Forget(p.cfg.ID)
+			d.log.Info("dynamic stream removed", "stream", p.cfg.ID)
 		case err := <-srvDone:
 			if !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("http server failed", "err", err)
@@ -286,6 +327,78 @@ func (d *Daemon) pipelines() []*pipeline {
 	}
 	sortPipelines(out)
 	return out
+}
+
+// whipServer returns the WebRTC ingest server, making it on first use
+// (Run's goroutine only).
+func (d *Daemon) whipServer() (*webrtc.Server, error) {
+	if w := d.whip.Load(); w != nil {
+		return w, nil
+	}
+	c := d.cfg.WebRTC
+	w, err := webrtc.NewServer(webrtc.Options{
+		UDPPort: c.UDPPort, PortMin: uint16(c.PortMin), PortMax: uint16(c.PortMax),
+		NAT1To1IPs: c.NAT1To1IPs, ReceiveBuffer: c.ReceiveBuffer, Loopback: c.Loopback,
+		Token: d.cfg.AuthToken, AllowDynamic: c.AllowDynamic, MaxSessions: c.MaxSessions,
+		CORSOrigin: c.CORSOrigin, Registerer: d.reg, Dynamic: d.requestDynamic,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webrtc: %w", err)
+	}
+	d.whip.Store(w)
+	attrs := []any{"path", "/v1/whip/{stream}", "dynamic", c.AllowDynamic}
+	if a := w.UDPAddr(); a != nil {
+		attrs = append(attrs, "ice_udp", a.String())
+	}
+	d.log.Info("WHIP ingest on", attrs...)
+	return w, nil
+}
+
+// requestDynamic runs on an HTTP goroutine: Run makes the stream.
+func (d *Daemon) requestDynamic(ctx context.Context, stream string) (*webrtc.Source, error) {
+	req := dynamicReq{stream, make(chan dynamicReply, 1)}
+	select {
+	case d.dynamic <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-req.reply:
+		return r.src, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// startDynamic makes a stream for a WHIP publisher of an unconfigured id
+// (Run's goroutine); it lasts as long as the session.
+func (d *Daemon) startDynamic(id string) (*webrtc.Source, error) {
+	if !d.ready.Load() {
+		return nil, errors.New("not ready")
+	}
+	d.mu.Lock()
+	_, exists := d.streams[id]
+	d.mu.Unlock()
+	if exists {
+		return nil, errors.New("a configured stream has this id")
+	}
+	w := d.whip.Load()
+	src, err := w.NewDynamicSource(id)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newPipelineFrom(d, config.Stream{ID: id, URL: "whip://"}, src)
+	if err != nil {
+		w.Unregister(id)
+		return nil, err
+	}
+	p.dynamic = true
+	d.mu.Lock()
+	d.streams[id] = p
+	d.mu.Unlock()
+	p.start()
+	d.log.Info("dynamic stream started", "stream", id)
+	return src, nil
 }
 
 func (d *Daemon) startStream(sc config.Stream) error {

@@ -51,6 +51,10 @@ func configYAML(t *testing.T, p testPaths, extra string, streams ...streamSpec) 
 		b.WriteString("  []\n")
 	}
 	for _, s := range streams {
+		if strings.HasPrefix(s.clip, "whip://") {
+			fmt.Fprintf(&b, "  - id: %s\n    url: %s\n", s.id, s.clip)
+			continue
+		}
 		fmt.Fprintf(&b, "  - id: %s\n    url: %s\n    realtime: true\n    loop: %v\n", s.id, s.clip, s.loop)
 	}
 	return b.String()
@@ -179,9 +183,22 @@ func (p *proc) logs() string {
 // the given label fragments.
 func metric(t *testing.T, addr, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	return metricWithToken(t, addr, "", name, labels...)
+}
+
+// metricWithToken is metric for a daemon with an auth token.
+func metricWithToken(t *testing.T, addr, token, name string, labels ...string) float64 {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics: %s", resp.Status)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -23,6 +24,16 @@ func (d *Daemon) routes() http.Handler {
 	mux.Handle("GET /metrics", d.auth(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg})))
 	mux.Handle("GET /v1/ws", d.auth(d.hub))
 	mux.Handle("GET /v1/streams", d.auth(http.HandlerFunc(d.listStreams)))
+	// WHIP checks its own tokens (a stream may have its own).
+	mux.HandleFunc("/v1/whip/", func(w http.ResponseWriter, r *http.Request) {
+		s := d.whip.Load()
+		if s == nil {
+			http.Error(w, "WebRTC ingest is off: no whip:// stream is configured and webrtc.allow_dynamic is false", http.StatusNotFound)
+			return
+		}
+		s.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("GET /publish", d.publishPage)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "affectd %s\n\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
@@ -60,6 +71,9 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 		reasons = append(reasons, "model not loaded")
 	}
 	for _, p := range d.pipelines() {
+		if p.cfg.Kind() == "whip" {
+			continue // waits for a publisher: nothing to be ready for
+		}
 		switch st := p.cap.State().String(); st {
 		case "up", "ended":
 		default:
@@ -109,3 +123,14 @@ func (d *Daemon) listStreams(w http.ResponseWriter, r *http.Request) {
 }
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
+
+//go:embed web/publish.html
+var publishHTML []byte
+
+// publishPage serves the browser publisher: pick a stream id, share the
+// camera, watch the connection state (the WHIP POST carries the token).
+func (d *Daemon) publishPage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(publishHTML)
+}

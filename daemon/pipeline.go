@@ -31,8 +31,9 @@ type pipeline struct {
 	tracker *track.Tracker
 	m       streamMetrics
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	dynamic bool // made for a WHIP publisher: removed when its session ends
 
 	// inflight holds the faces with a request in the engine: a face gets a
 	// new analysis only once its previous one is back, so the queue never
@@ -68,10 +69,29 @@ type faceReq struct {
 const pendingFrames = 8
 
 func newPipeline(d *Daemon, sc config.Stream) (*pipeline, error) {
-	src, err := open.Source(sc.URL, open.Options{Realtime: sc.Paced(), Loop: sc.Loop, Width: sc.Width, Height: sc.Height, FPS: sc.FPS})
-	if err != nil {
+	var src capture.Source
+	var err error
+	if sc.Kind() == "whip" {
+		w, err := d.whipServer()
+		if err != nil {
+			return nil, err
+		}
+		if src, err = w.Register(sc.ID, sc.Token); err != nil {
+			return nil, err
+		}
+	} else if src, err = open.Source(sc.URL, open.Options{Realtime: sc.Paced(), Loop: sc.Loop, Width: sc.Width, Height: sc.Height, FPS: sc.FPS}); err != nil {
 		return nil, err
 	}
+	p, err := newPipelineFrom(d, sc, src)
+	if err != nil && sc.Kind() == "whip" {
+		d.whip.Load().Unregister(sc.ID)
+	}
+	return p, err
+}
+
+// newPipelineFrom builds a pipeline around a source.
+func newPipelineFrom(d *Daemon, sc config.Stream, src capture.Source) (*pipeline, error) {
+	var err error
 	p := &pipeline{d: d, cfg: sc, src: src, done: make(chan struct{}), m: d.pm.forStream(sc.ID), inflight: map[string]bool{}}
 	p.lastErr.Store("")
 	p.cap, err = capture.NewStream(capture.StreamOptions{
@@ -118,7 +138,13 @@ func (p *pipeline) start() {
 	go func() { defer wg.Done(); p.cap.Run(ctx) }()
 	go func() { defer wg.Done(); p.work(ctx, pending) }()
 	go func() { defer wg.Done(); p.collect(pending) }()
-	go func() { wg.Wait(); close(p.done) }()
+	go func() {
+		wg.Wait()
+		close(p.done)
+		if p.dynamic && ctx.Err() == nil { // ended on its own: Run removes it
+			p.d.finished <- p
+		}
+	}()
 }
 
 // stop cancels the stream and waits for its goroutines.
@@ -137,11 +163,24 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 	var order []int
 	var lastPTS time.Duration
 	for f := range p.cap.Frames() {
+		var restarted []string
+		if f.Restart { // a new session: its faces are new tracks
+			restarted = p.tracker.Flush()
+			for _, id := range restarted {
+				delete(last, id)
+			}
+		}
 		u, err := p.tracker.Step(f.Mat, f.PTS)
 		if err != nil {
 			p.lastErr.Store(err.Error())
 			p.m.skipped("track_error").Inc()
 			f.Release()
+			if len(restarted) > 0 {
+				select {
+				case pending <- &pendingFrame{ended: restarted}:
+				case <-ctx.Done():
+				}
+			}
 			continue
 		}
 		if u.Detected {
@@ -157,7 +196,7 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 		d.pacer.Report(p.cfg.ID, len(u.Faces), 1/frameDur.Seconds())
 
 		pf := &pendingFrame{seq: f.Seq, capturedAt: f.CapturedAt, pts: f.PTS, faces: append([]track.Face(nil), u.Faces...)}
-		pf.ended = append(pf.ended, u.Ended...)
+		pf.ended = append(append(pf.ended, restarted...), u.Ended...)
 		for _, id := range u.Ended {
 			delete(last, id)
 		}

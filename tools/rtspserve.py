@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import gi
 
@@ -31,8 +32,10 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 class Feeder:
     """Plays the file into every playing media's appsrc."""
 
-    def __init__(self, path, loop):
+    def __init__(self, path, loop, log=None):
         self.loop = loop
+        self.log = log  # file: "frame_index wall_clock_ns" per frame pushed to a lone client
+        self.pushed = 0
         self.pipe = Gst.parse_launch(
             "filesrc name=file ! qtdemux ! h264parse config-interval=-1 ! "
             "video/x-h264,stream-format=byte-stream,alignment=au ! "
@@ -106,6 +109,10 @@ class Feeder:
                 out = buf.copy()
                 out.pts, out.dts = max(0, rt + off), Gst.CLOCK_TIME_NONE
                 src.emit("push-buffer", out)
+                if self.log is not None and len(self.srcs) == 1:
+                    self.log.write("%d %d\n" % (self.pushed, time.time_ns()))
+                    self.log.flush()
+                    self.pushed += 1
         return Gst.FlowReturn.OK
 
     def on_message(self, bus, msg):
@@ -125,12 +132,13 @@ def main():
     ap.add_argument("--path", default="/clip")
     ap.add_argument("--file", required=True)
     ap.add_argument("--loop", action="store_true", help="play the file forever")
+    ap.add_argument("--log", help="append 'frame_index wall_clock_ns' for each frame sent (latency benches)")
     a = ap.parse_args()
     path = "/" + a.path.lstrip("/")
     if not os.path.isfile(a.file):
         sys.exit("rtspserve: no file %s" % a.file)
     Gst.init(None)
-    feeder = Feeder(a.file, a.loop)
+    feeder = Feeder(a.file, a.loop, open(a.log, "a") if a.log else None)
 
     def configure(factory, media):
         src = media.get_element().get_by_name("src")

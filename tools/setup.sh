@@ -38,6 +38,8 @@ apt_packages=(
 	ca-certificates curl
 	# systemd-analyze for the unit's tests
 	systemd
+	# WebRTC ingest: libavcodec for decoding, Chromium as a real publisher in tests
+	libavcodec-dev libavutil-dev libswscale-dev chromium
 )
 if ! command -v npm >/dev/null 2>&1; then
 	apt_packages+=(npm)

@@ -3,6 +3,8 @@
 //	file:///path/clip.mp4, /path/clip.mp4   a video file
 //	rtsp://host/path, rtsps://…             an RTSP stream
 //	v4l2:///dev/video0, v4l2://0, 0         a camera by path or index
+//
+// whip:// streams are not opened: publishers push them (capture/webrtc).
 package open
 
 import (
@@ -36,6 +38,8 @@ func Kind(rawURL string) string {
 		return "v4l2"
 	case strings.HasPrefix(rawURL, "file://"):
 		return "file"
+	case strings.HasPrefix(rawURL, "whip://"):
+		return "whip"
 	}
 	if _, err := strconv.Atoi(rawURL); err == nil {
 		return "v4l2"
@@ -64,6 +68,8 @@ func Source(rawURL string, o Options) (capture.Source, error) {
 			return nil, fmt.Errorf("%q: want v4l2:///dev/videoN or v4l2://N", rawURL)
 		}
 		return v4l2.New(v4l2.Options{Device: rest, Width: o.Width, Height: o.Height, FPS: o.FPS}), nil
+	case "whip":
+		return nil, fmt.Errorf("%q: whip streams are published to the daemon's WHIP endpoint (capture/webrtc), not opened", rawURL)
 	case "file":
 		path := rawURL
 		if strings.HasPrefix(rawURL, "file://") {

@@ -240,6 +240,21 @@ func waitListening(r io.Reader, within time.Duration) (string, error) {
 	}
 }
 
+// waitReady polls /readyz until the daemon has loaded its models.
+func waitReady(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the daemon was not ready within %v", within)
+}
+
 // scrapeDrops sums frames dropped before tracking and websocket messages
 // dropped, from /metrics.
 func scrapeDrops(addr string) (float64, error) {

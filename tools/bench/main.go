@@ -5,6 +5,7 @@
 //	go run ./tools/bench infer [-model M] [-threads N] [-seconds S]
 //	go run ./tools/bench track [-clip FILE] [-detect-every K] [-front]
 //	go run ./tools/bench e2e [-streams N] [-model M]
+//	go run ./tools/bench latency [-clip one_face] [-size 1280x720]
 package main
 
 import (
@@ -26,6 +27,8 @@ func main() {
 		err = benchTrack(os.Args[2:])
 	case "e2e":
 		err = benchE2E(os.Args[2:])
+	case "latency":
+		err = benchLatency(os.Args[2:])
 	default:
 		usage()
 	}
@@ -41,7 +44,8 @@ func usage() {
 commands:
   infer   bare ONNX Runtime session vs the micro-batching engine (faces/s, latency)
   track   decoding vs ffmpeg, and capture+detect+track+align frames/s
-  e2e     the real daemon on N paced 720p streams: fps per stream, latency, drops`)
+  e2e     the real daemon on N paced 720p streams: fps per stream, latency, drops
+  latency glass-to-socket latency of WHIP and RTSP ingest, same clip, one run`)
 	os.Exit(2)
 }
 

@@ -28,6 +28,9 @@ const RTSPReadyTimeout = 10 * time.Second
 type RTSPOptions struct {
 	Path   string // mount path; default "/clip"
 	NoLoop bool   // end the stream (EOS) after the clip instead of looping
+	// Log, when set, is a file the server appends "frame_index
+	// wall_clock_ns" to for each frame it sends a lone client (latency).
+	Log string
 }
 
 // RTSPServer is tools/rtspserve.py serving an H.264 mp4 at
@@ -178,6 +181,9 @@ func (s *RTSPServer) start(port int) error {
 		"--port", fmt.Sprint(port), "--path", s.opt.Path, "--file", s.file}
 	if !s.opt.NoLoop {
 		args = append(args, "--loop")
+	}
+	if s.opt.Log != "" {
+		args = append(args, "--log", s.opt.Log)
 	}
 	cmd := exec.Command(testenv.Python, args...)
 	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")

@@ -467,7 +467,26 @@ func MustEnsure(tb testing.TB, name string, width, height int) Clip {
 // Chromium's --use-file-for-fake-video-capture wants, converting it if the
 // .y4m is missing or older than the clip. 640x360 is ~52 MB, 1280x720 ~210 MB.
 func Y4M(clip Clip) (string, error) {
-	out := strings.TrimSuffix(clip.Path, ".mp4") + ".y4m"
+	return derived(clip, ".y4m", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe")
+}
+
+// AnnexB returns the clip's H.264 as a raw Annex-B stream with an access
+// unit delimiter before each picture (for WebRTC publishers), next to the
+// clip, made on demand.
+func AnnexB(clip Clip) (string, error) {
+	return derived(clip, ".h264", "-c:v", "copy", "-bsf:v", "h264_mp4toannexb,h264_metadata=aud=insert", "-f", "h264")
+}
+
+// IVF returns the clip re-encoded as VP8 in an IVF file (key frame every
+// second, as the H.264), next to the clip, made on demand.
+func IVF(clip Clip) (string, error) {
+	return derived(clip, ".ivf", "-c:v", "libvpx", "-b:v", "2M", "-deadline", "realtime", "-cpu-used", "8", "-g", "25", "-f", "ivf")
+}
+
+// derived converts the clip with ffmpeg (args go after the input) into
+// the file with the clip's name and ext, unless it is already newer.
+func derived(clip Clip, ext string, args ...string) (string, error) {
+	out := strings.TrimSuffix(clip.Path, ".mp4") + ext
 	if y4mFresh(clip.Path, out) {
 		return out, nil
 	}
@@ -479,12 +498,12 @@ func Y4M(clip Clip) (string, error) {
 	if y4mFresh(clip.Path, out) {
 		return out, nil
 	}
-	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid())
-	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-		"-i", clip.Path, "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", tmp)
+	tmp := fmt.Sprintf("%s.tmp%d%s", strings.TrimSuffix(out, ext), os.Getpid(), ext)
+	full := append([]string{"-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", clip.Path}, args...)
+	cmd := exec.Command("ffmpeg", append(full, tmp)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("testmedia: ffmpeg to y4m: %v\n%s", err, b)
+		return "", fmt.Errorf("testmedia: ffmpeg to %s: %v\n%s", ext, err, b)
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		os.Remove(tmp)

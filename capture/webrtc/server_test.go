@@ -1,0 +1,217 @@
+package webrtc
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	pion "github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/affectd/affectd/capture"
+)
+
+// offerSDP makes a real offer from a pion peer sending one video track.
+func offerSDP(t testing.TB, mime string) (string, *pion.PeerConnection) {
+	t.Helper()
+	se := pion.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]pion.NetworkType{pion.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	me := &pion.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	api := pion.NewAPI(pion.WithSettingEngine(se), pion.WithMediaEngine(me))
+	pc, err := api.NewPeerConnection(pion.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := pion.NewTrackLocalStaticSample(pion.RTPCodecCapability{MimeType: mime}, "video", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(tr, pion.RTPTransceiverInit{Direction: pion.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := pion.GatheringCompletePromise(pc)
+	pc.SetLocalDescription(offer)
+	<-done
+	return pc.LocalDescription().SDP, pc
+}
+
+// sink is a capture.Sink that only counts.
+type sink struct {
+	pool   *capture.Pool
+	frames int
+	ups    int
+	ends   int
+}
+
+func (s *sink) Frame() *capture.Frame              { return s.pool.Get() }
+func (s *sink) Deliver(f *capture.Frame)           { s.frames++; f.Release() }
+func (s *sink) Discard(f *capture.Frame, _ string) { f.Release() }
+func (s *sink) Up()                                { s.ups++ }
+func (s *sink) Ended(error)                        { s.ends++ }
+
+// newTestServer starts a loopback WHIP server; stop closes it.
+func newTestServer(t testing.TB, o Options) (s *Server, hs *httptest.Server, stop func()) {
+	t.Helper()
+	o.Loopback = true
+	o.Registerer = prometheus.NewRegistry()
+	s, err := NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs = httptest.NewServer(s)
+	return s, hs, func() {
+		hs.Close()
+		s.Close()
+	}
+}
+
+func do(t testing.TB, method, url, ctype, token, body string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v (body %q)", method, url, err, body)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// TestWHIPStatusCodes sends each kind of bad request and checks the answer
+// RFC 9725 asks for, then that no goroutine is left behind.
+func TestWHIPStatusCodes(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		s, hs, stop := newTestServer(t, Options{Token: "tok"})
+		defer stop()
+		src, err := s.Register("cam", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		runDone := make(chan struct{})
+		go func() {
+			src.Run(ctx, &sink{pool: capture.NewPool(2)})
+			close(runDone)
+		}()
+		defer func() { cancel(); <-runDone }()
+
+		offer, client := offerSDP(t, pion.MimeTypeH264)
+		defer client.Close()
+		audioOnly := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n"
+		base := hs.URL + "/v1/whip/"
+		for _, tc := range []struct {
+			name, method, path, ctype, token, body string
+			want                                   int
+		}{
+			{"wrong content type", "POST", "cam", "application/json", "tok", offer, 415},
+			{"no token", "POST", "cam", "application/sdp", "", offer, 401},
+			{"wrong token", "POST", "cam", "application/sdp", "nope", offer, 401},
+			{"not SDP", "POST", "cam", "application/sdp", "tok", "hello", 400},
+			{"no video", "POST", "cam", "application/sdp", "tok", audioOnly, 400},
+			{"unknown stream", "POST", "nope", "application/sdp", "tok", offer, 404},
+			{"unknown session", "DELETE", "cam/0123", "", "tok", "", 404},
+			{"trickle", "PATCH", "cam/0123", "application/trickle-ice-sdpfrag", "tok", "a=x", 405},
+			{"GET", "GET", "cam", "", "tok", "", 405},
+			{"pre-flight", "OPTIONS", "cam", "", "", "", 204},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				resp, body := do(t, tc.method, base+tc.path, tc.ctype, tc.token, tc.body)
+				if resp.StatusCode != tc.want {
+					t.Fatalf("%s %s: %d %q, want %d", tc.method, tc.path, resp.StatusCode, body, tc.want)
+				}
+				if tc.want == 415 && resp.Header.Get("Accept-Post") != "application/sdp" {
+					t.Error("415 without Accept-Post")
+				}
+				if tc.method == "OPTIONS" && (resp.Header.Get("Accept-Post") != "application/sdp" || resp.Header.Get("Access-Control-Allow-Origin") != "*") {
+					t.Errorf("OPTIONS headers %v", resp.Header)
+				}
+			})
+		}
+		// A good offer: 201 with Location and an answer; a second: 409.
+		resp, answer := do(t, "POST", base+"cam", "application/sdp", "tok", offer)
+		if resp.StatusCode != 201 || !strings.HasPrefix(resp.Header.Get("Location"), "/v1/whip/cam/") || !strings.Contains(answer, "m=video") {
+			t.Fatalf("good offer: %d %v %q", resp.StatusCode, resp.Header, answer)
+		}
+		offer2, client2 := offerSDP(t, pion.MimeTypeVP8)
+		defer client2.Close()
+		if resp2, body := do(t, "POST", base+"cam", "application/sdp", "tok", offer2); resp2.StatusCode != 409 {
+			t.Fatalf("second publisher: %d %q, want 409", resp2.StatusCode, body)
+		}
+		if resp3, _ := do(t, "DELETE", hs.URL+resp.Header.Get("Location"), "", "tok", ""); resp3.StatusCode != 200 {
+			t.Fatalf("DELETE: %d", resp3.StatusCode)
+		}
+		// The stream takes a publisher again once the session is gone.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			offer3, client3 := offerSDP(t, pion.MimeTypeVP8)
+			r, _ := do(t, "POST", base+"cam", "application/sdp", "tok", offer3)
+			client3.Close()
+			if r.StatusCode == 201 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after DELETE, a new publisher still gets %d", r.StatusCode)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > before+2 {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// FuzzWHIPOffer posts arbitrary bodies to the offer endpoint: it answers
+// with a defined status, never panics, and leaves no session behind.
+func FuzzWHIPOffer(f *testing.F) {
+	offer, client := offerSDP(f, pion.MimeTypeH264)
+	client.Close()
+	for _, seed := range []string{offer, "", "v=0\r\n", "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 RTP/AVP 96\r\n",
+		strings.Replace(offer, "H264", "AV1X", -1), strings.Repeat("a=x\r\n", 1000)} {
+		f.Add(seed)
+	}
+	s, hs, stop := newTestServer(f, Options{})
+	f.Cleanup(stop)
+	src, _ := s.Register("cam", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	f.Cleanup(cancel)
+	go src.Run(ctx, &sink{pool: capture.NewPool(2)})
+	f.Fuzz(func(t *testing.T, body string) {
+		resp, _ := do(t, "POST", hs.URL+"/v1/whip/cam", "application/sdp", "", body)
+		switch resp.StatusCode {
+		case 201:
+			do(t, "DELETE", hs.URL+resp.Header.Get("Location"), "", "", "")
+		case 400, 409, 413, 503:
+		default:
+			t.Fatalf("status %d for %q", resp.StatusCode, body)
+		}
+	})
+}

@@ -1,0 +1,225 @@
+package webrtc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	pion "github.com/pion/webrtc/v4"
+
+	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/capture/webrtc/avdec"
+)
+
+// Source is a stream fed by WHIP publishers, one at a time. Its Run
+// goroutine owns the session while it lasts: it reads the RTP packets,
+// assembles frames by the marker bit, decodes them and delivers pictures;
+// between sessions it waits. A session's end marks the stream ended (a
+// later publisher brings it back up); a dynamic stream's Run returns then.
+type Source struct {
+	server  *Server
+	stream  string
+	token   string
+	dynamic bool
+
+	mu     sync.Mutex
+	active *session      // the session being served or offered
+	offers chan *session // to Run
+	epoch  time.Time     // PTS zero: PTS grows across sessions
+}
+
+func newSource(s *Server, stream, token string) *Source {
+	return &Source{server: s, stream: stream, token: token, offers: make(chan *session, 1), epoch: time.Now()}
+}
+
+// NewDynamicSource makes the Source of a stream created for a publisher
+// (Options.Dynamic): its Run returns when the session ends.
+func (s *Server) NewDynamicSource(stream string) (*Source, error) {
+	src, err := s.Register(stream, "")
+	if err != nil {
+		return nil, err
+	}
+	src.dynamic = true
+	return src, nil
+}
+
+// String names the stream's input.
+func (src *Source) String() string { return "whip://" + src.stream }
+
+// offer gives a new session to the source unless one is active.
+func (src *Source) offer(x *session) bool {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.active != nil {
+		return false
+	}
+	select {
+	case src.offers <- x:
+		src.active = x
+		return true
+	default:
+		return false
+	}
+}
+
+// Run serves sessions until ctx ends.
+func (src *Source) Run(ctx context.Context, sink capture.Sink) error {
+	defer src.server.unregister(src)
+	for {
+		var x *session
+		select {
+		case <-ctx.Done():
+			return nil
+		case x = <-src.offers:
+		}
+		err := src.serve(ctx, x, sink)
+		x.end(err)
+		<-x.done
+		src.mu.Lock()
+		src.active = nil
+		src.mu.Unlock()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = x.reason()
+		}
+		if src.dynamic {
+			return fmt.Errorf("%w: publisher gone: %v", capture.ErrEnded, err)
+		}
+		sink.Ended(err)
+	}
+}
+
+// serve reads one session's video until it ends.
+func (src *Source) serve(ctx context.Context, x *session, sink capture.Sink) error {
+	var track *pion.TrackRemote
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-x.ended:
+		return x.reason()
+	case track = <-x.tracks:
+	case <-time.After(10 * time.Second):
+		return errors.New("no video arrived within 10 s of the answer")
+	}
+	var codec avdec.Codec
+	var dep rtp.Depacketizer
+	switch mt := strings.ToLower(track.Codec().MimeType); mt {
+	case strings.ToLower(pion.MimeTypeH264):
+		codec, dep = avdec.H264, &codecs.H264Packet{}
+	case strings.ToLower(pion.MimeTypeVP8):
+		codec, dep = avdec.VP8, &codecs.VP8Packet{}
+	default:
+		return fmt.Errorf("unsupported codec %s", mt)
+	}
+	dec, err := avdec.New(codec, 1)
+	if err != nil {
+		return fmt.Errorf("decoder: %w", err)
+	}
+	defer dec.Close()
+
+	// ReadRTP blocks: ending the session (or ctx) closes the connection,
+	// which unblocks it.
+	stop := context.AfterFunc(ctx, func() { x.end(errors.New("stream stopping")) })
+	defer stop()
+
+	m := src.server.m
+	recv, decoded, errs, plis := m.framesRecv.WithLabelValues(src.stream), m.framesDecoded.WithLabelValues(src.stream),
+		m.decodeErrors.WithLabelValues(src.stream), m.plis.WithLabelValues(src.stream)
+	ssrc := uint32(track.SSRC())
+	var lastPLI time.Time
+	pli := func(force bool) {
+		if !force && time.Since(lastPLI) < src.server.o.PLIInterval {
+			return
+		}
+		lastPLI = time.Now()
+		if x.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}) == nil {
+			plis.Inc()
+		}
+	}
+	pli(true) // start from a key frame
+
+	var (
+		buf      []byte
+		broken   bool
+		expect   uint16
+		haveSeq  bool
+		firstTS  uint32
+		haveTS   bool
+		tsOffset time.Duration
+		lastTS   uint32
+	)
+	for {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return x.reason()
+		}
+		if haveSeq && pkt.SequenceNumber != expect {
+			broken = true // lost (or reordered) packets in this frame
+			if h, ok := dep.(*codecs.H264Packet); ok {
+				*h = codecs.H264Packet{} // drop a half-reassembled FU-A
+			}
+		}
+		expect, haveSeq = pkt.SequenceNumber+1, true
+		if len(pkt.Payload) > 0 {
+			data, err := dep.Unmarshal(pkt.Payload)
+			if err != nil {
+				broken = true
+			} else {
+				buf = append(buf, data...)
+			}
+		}
+		if !pkt.Marker {
+			continue
+		}
+		// A whole frame.
+		recv.Inc()
+		frameBuf := buf
+		buf = buf[:0]
+		if broken || len(frameBuf) == 0 {
+			broken = false
+			errs.Inc()
+			pli(false)
+			continue
+		}
+		if !haveTS {
+			// PTS: the session's start on the source's clock, then the
+			// publisher's RTP clock (90 kHz), so PTS grows across sessions.
+			firstTS, haveTS = pkt.Timestamp, true
+			tsOffset = time.Since(src.epoch)
+		} else if pkt.Timestamp-lastTS > 90000*10 && lastTS-pkt.Timestamp < 90000*10 {
+			// The publisher's clock went backwards (a new encoder): keep
+			// PTS increasing.
+			tsOffset += time.Duration(lastTS-firstTS) * time.Second / 90000
+			firstTS = pkt.Timestamp
+		}
+		lastTS = pkt.Timestamp
+		f := sink.Frame()
+		start := time.Now()
+		ok, err := dec.Decode(frameBuf, &f.Mat)
+		m.decodeSeconds.Observe(time.Since(start).Seconds())
+		if err != nil || !ok {
+			f.Release()
+			if err != nil {
+				errs.Inc()
+			}
+			pli(false) // a broken picture, or no key frame yet
+			continue
+		}
+		decoded.Inc()
+		f.CapturedAt = time.Now()
+		f.PTS = tsOffset + time.Duration(pkt.Timestamp-firstTS)*time.Second/90000
+		sink.Up()
+		sink.Deliver(f)
+	}
+}
