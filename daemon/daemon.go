@@ -85,7 +85,7 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
 	}
 	d := &Daemon{
 		cfg: cfg, path: path, log: log,
-		reg:     prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
 		streams:  map[string]*pipeline{},
 		reload:   make(chan chan error),
 		dynamic:  make(chan dynamicReq),
