@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -180,4 +182,51 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestWHIPDynamic: with webrtc.allow_dynamic a publisher creates its own
+// stream, which lives as long as the session; unconfigured ids are refused
+// (404) without it.
+func TestWHIPDynamic(t *testing.T) {
+	p := paths(t)
+	file, err := testmedia.AnnexB(testmedia.MustEnsure(t, "one_face", 640, 360))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := startBinary(t, configYAML(t, p, whipConfig, streamSpec{"cam", "whip://", false}))
+	_, err = whip.Publish(context.Background(), whip.Options{URL: "http://" + closed.addr + "/v1/whip/other", File: file, Frames: 5, Loopback: true})
+	if err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("publishing to an unconfigured id without allow_dynamic: %v, want a 404", err)
+	}
+
+	proc := startBinary(t, configYAML(t, p, whipConfig+"\n  allow_dynamic: true"))
+	_, msgs := dialWS(t, proc.addr, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := whip.Publish(ctx, whip.Options{URL: "http://" + proc.addr + "/v1/whip/pop-up", File: file, Frames: 75, Loopback: true})
+		errc <- err
+	}()
+	waitFrames(t, msgs, "pop-up", 10, 15*time.Second)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, msgs, "pop-up", "ended", 10*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + proc.addr + "/v1/streams")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "pop-up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dynamic stream is still listed after its session: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
