@@ -77,6 +77,7 @@ bench: setup
 	$(GO) run ./tools/bench infer
 	$(GO) run ./tools/bench track
 	$(GO) run ./tools/bench e2e
+	$(GO) run ./tools/bench latency
 
 clean:
 	rm -rf bin
