@@ -50,17 +50,22 @@ test: setup lint test-python test-go test-fuzz
 DEMO_MODEL := $(AFFECTD_CACHE)/demo/model.onnx
 DEMO_LISTEN ?= 127.0.0.1:8686
 
+# make run: the landmark backend (real AUs, pose, blend shapes) on the demo
+# clip; a MAE-Face export installed as $(DEMO_MODEL) adds its heads.
+# DEMO_MODEL_RANDOM=1 installs a random ViT-tiny there first (its values
+# are NOT affect estimates: for trying the model path only).
 run: build
 	@$(GO) run ./tools/testmedia/cmd/testmedia -clip two_faces -size 640x360 >/dev/null
-	@if [ ! -f "$(DEMO_MODEL)" ]; then \
-		echo "affectd: no model installed at $(DEMO_MODEL): making a random demo model (its values are NOT affect estimates)"; \
+	@if [ -n "$(DEMO_MODEL_RANDOM)" ] && [ ! -f "$(DEMO_MODEL)" ]; then \
+		echo "affectd: installing a random demo model at $(DEMO_MODEL) (its values are NOT affect estimates)"; \
 		mkdir -p "$(dir $(DEMO_MODEL))" && cp "$$($(GO) run ./tools/demomodel)" "$(DEMO_MODEL)"; \
 	fi
 	@echo
 	@echo "  affectd demo: websocket ws://$(DEMO_LISTEN)/v1/ws   streams http://$(DEMO_LISTEN)/v1/streams   metrics http://$(DEMO_LISTEN)/metrics"
 	@echo "  tail it:      go run ./tools/wsclient -url ws://$(DEMO_LISTEN)/v1/ws -n 10"
+	@if [ -f "$(DEMO_MODEL)" ]; then echo "  model:        $(DEMO_MODEL)"; else echo "  model:        none: AUs, head pose and blend shapes from the landmark backend"; fi
 	@echo
-	./bin/affectd run -config config/demo.yaml -listen $(DEMO_LISTEN)
+	./bin/affectd run -config config/demo.yaml -listen $(DEMO_LISTEN) $$([ -f "$(DEMO_MODEL)" ] && echo -model "$(DEMO_MODEL)")
 
 # Installs the binary, ONNX Runtime, the face detectors, an example config
 # and the systemd unit (DESTDIR for packaging).

@@ -29,6 +29,7 @@ type Config struct {
 	RTSP      RTSP      `yaml:"rtsp"`
 	WebSocket WebSocket `yaml:"websocket"`
 	WebRTC    WebRTC    `yaml:"webrtc"`
+	Landmarks Landmarks `yaml:"landmarks"`
 	// Streams are the video sources. None is valid: the daemon idles until
 	// a reload gives it some.
 	Streams []Stream `yaml:"streams"`
@@ -153,6 +154,20 @@ type WebRTC struct {
 	CORSOrigin string `yaml:"cors_origin"`
 }
 
+// Landmarks configures the 68-point landmarks (dlib), head pose and the
+// landmark AU backend.
+type Landmarks struct {
+	// Model is dlib's shape_predictor_68_face_landmarks.dat; "" or a
+	// missing file turns landmarks off (logged).
+	Model string `yaml:"model"`
+	// Align takes MAE-Face's alignment points from the landmarks instead of
+	// BlazeFace's keypoints.
+	Align bool `yaml:"align"`
+	// FOV is the cameras' horizontal field of view in degrees, for head
+	// pose (sources do not say; 53° means a focal length of the frame width).
+	FOV float64 `yaml:"fov"`
+}
+
 // Stream is one video source.
 type Stream struct {
 	// ID names the stream in messages and metrics.
@@ -173,6 +188,10 @@ type Stream struct {
 	// Token is the bearer token a WHIP publisher of this stream needs
 	// (instead of auth_token). whip:// streams only.
 	Token string `yaml:"token"`
+	// Blendshapes adds ARKit blend shapes to this stream's faces.
+	Blendshapes bool `yaml:"blendshapes"`
+	// Landmarks adds the 68 landmarks to this stream's faces.
+	Landmarks bool `yaml:"landmarks"`
 }
 
 // Default returns the configuration of an empty file. Every default lives
@@ -236,6 +255,11 @@ func Default() Config {
 			MaxSessions:   8,
 			CORSOrigin:    "*",
 		},
+		Landmarks: Landmarks{
+			Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
+			Align: false,
+			FOV:   53,
+		},
 		Streams: nil,
 	}
 }
@@ -271,6 +295,7 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	c.Model.Path = resolvePath(dir, c.Model.Path)
 	c.Detector.Model = resolvePath(dir, c.Detector.Model)
+	c.Landmarks.Model = resolvePath(dir, c.Landmarks.Model)
 	for i, s := range c.Streams {
 		if s.Kind() != "file" {
 			continue

@@ -49,6 +49,7 @@ func TestDefault(t *testing.T) {
 		RTSP:      RTSP{Transport: "tcp", Timeout: Duration(2 * time.Second)},
 		WebSocket: WebSocket{SendQueue: 64, MaxDrops: 250, PingInterval: Duration(20 * time.Second)},
 		WebRTC:    WebRTC{ReceiveBuffer: 4 << 20, MaxSessions: 8, CORSOrigin: "*"},
+		Landmarks: Landmarks{Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat", Align: false, FOV: 53},
 	}
 	noEnv(t)
 	t.Run("values", func(t *testing.T) {
@@ -137,6 +138,10 @@ webrtc:
   allow_dynamic: true
   max_sessions: 4
   cors_origin: https://app.example.com
+landmarks:
+  model: /models/landmarks.dat
+  align: true
+  fov: 70
 streams:
   - id: clip
     url: /data/clip.mp4
@@ -152,6 +157,8 @@ streams:
   - id: browser
     url: whip://
     token: pub
+    blendshapes: true
+    landmarks: true
 `
 
 var fullWant = Config{
@@ -169,11 +176,12 @@ var fullWant = Config{
 	WebSocket: WebSocket{SendQueue: 128, MaxDrops: 500, PingInterval: Duration(30 * time.Second)},
 	WebRTC: WebRTC{UDPPort: 8189, PortMin: 20000, PortMax: 20100, NAT1To1IPs: []string{"203.0.113.7"}, ReceiveBuffer: 8 << 20,
 		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com"},
+	Landmarks: Landmarks{Model: "/models/landmarks.dat", Align: true, FOV: 70},
 	Streams: []Stream{
 		{ID: "clip", URL: "/data/clip.mp4", Realtime: ptr(false), Loop: true},
 		{ID: "door", URL: "rtsp://cam.local:554/stream1"},
 		{ID: "desk", URL: "v4l2:///dev/video0", Width: 1280, Height: 720, FPS: 30},
-		{ID: "browser", URL: "whip://", Token: "pub"},
+		{ID: "browser", URL: "whip://", Token: "pub", Blendshapes: true, Landmarks: true},
 	},
 }
 
@@ -239,12 +247,12 @@ var confErrors = []struct {
 	name, doc, want string
 }{
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
-		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, streams)"},
+		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, streams)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
 		"demo.yaml:2: streams[0].url: required\n" +
-			"demo.yaml:3: streams[0].uri: unknown key (known: id, url, realtime, loop, width, height, fps, token)"},
+			"demo.yaml:3: streams[0].uri: unknown key (known: id, url, realtime, loop, width, height, fps, token, blendshapes, landmarks)"},
 	{"wrong type int", "batch:\n  max_batch: big\n",
 		`demo.yaml:2: batch.max_batch: want an integer, got "big"`},
 	{"float for int", "onnxruntime:\n  threads: 2.5\n",
@@ -281,8 +289,8 @@ var confErrors = []struct {
 		"demo.yaml:2: onnxruntime.threads: must be between 0 and 256, got -1"},
 	{"negative device", "onnxruntime:\n  device_id: -2\n",
 		"demo.yaml:2: onnxruntime.device_id: must be >= 0, got -2"},
-	{"empty model path", "model:\n  path: \"\"\n",
-		"demo.yaml:2: model.path: required"},
+	{"landmarks fov", "landmarks:\n  fov: 200\n",
+		"demo.yaml:2: landmarks.fov: must be between 10 and 170 degrees, got 200"},
 	{"detect_every 0", "detector:\n  detect_every: 0\n",
 		"demo.yaml:2: detector.detect_every: must be between 1 and 100, got 0"},
 	{"score_threshold 1.5", "detector:\n  score_threshold: 1.5\n",
@@ -333,7 +341,7 @@ var confErrors = []struct {
 	{"decode and check errors together", "websocket:\n  send_queue: 0\n  ping_interval: soon\nbogus: 1\n",
 		"demo.yaml:2: websocket.send_queue: must be between 1 and 100000, got 0\n" +
 			`demo.yaml:3: websocket.ping_interval: want a duration such as "5ms", "1.5s" or "2m", got "soon"` + "\n" +
-			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, streams)"},
+			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, streams)"},
 	{"tabs", "detector:\n  model: /m.onnx\n\tthreads: 2\n",
 		"demo.yaml:3: tab in indentation (YAML indents with spaces only)"},
 	{"syntax error", "detector:\n  model: [a\n",

@@ -30,6 +30,7 @@ func (c *Config) validate(p *problems) {
 	c.RTSP.validate(p)
 	c.WebSocket.validate(p)
 	c.WebRTC.validate(p)
+	c.Landmarks.validate(p)
 	validateStreams(p, c.Streams)
 }
 
@@ -55,8 +56,16 @@ func (o ORT) validate(p *problems) {
 	between(p, "onnxruntime.threads", o.Threads, 0, 256)
 }
 
-func (m Model) validate(p *problems) {
-	required(p, "model.path", m.Path)
+// An empty model.path runs without a MAE-Face model (landmark AUs only).
+func (m Model) validate(p *problems) {}
+
+func (l Landmarks) validate(p *problems) {
+	if l.FOV <= 10 || l.FOV >= 170 {
+		p.add("landmarks.fov", "must be between 10 and 170 degrees, got %g", l.FOV)
+	}
+	if l.Align && l.Model == "" {
+		p.add("landmarks.align", "needs landmarks.model")
+	}
 }
 
 func (d Detector) validate(p *problems) {

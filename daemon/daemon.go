@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +21,10 @@ import (
 	"github.com/affectd/affectd/capture/webrtc"
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/infer"
+	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/stream"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/landmarks"
 )
 
 // Daemon is affectd: capture → track → infer → stream, an HTTP server in
@@ -45,11 +49,13 @@ type Daemon struct {
 	model   *infer.Model
 	engine  *infer.Engine
 	pacer   *infer.Pacer
-	det     *track.Detector
-	aligner *track.Aligner
-	heads   []stream.HeadInfo
-	softmax []bool
-	modelIn stream.ModelInfo
+	det       *track.Detector
+	aligner   *track.Aligner
+	landmarks *landmarks.Predictor // nil: landmarks off
+	layout    stream.Layout
+	lmHead    int    // index of the landmark AU head in layout.Heads (-1: none)
+	softmax   []bool // per model head
+	modelIn   stream.ModelInfo
 
 	mu      sync.Mutex
 	streams map[string]*pipeline // owned by Run; the mutex is for readers
@@ -84,7 +90,7 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		cfg: cfg, path: path, log: log,
+		cfg: cfg, path: path, log: log, lmHead: -1,
 		reg:      prometheus.NewRegistry(),
 		streams:  map[string]*pipeline{},
 		reload:   make(chan chan error),
@@ -172,6 +178,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if d.det != nil {
 			d.det.Close()
 		}
+		if d.landmarks != nil {
+			d.landmarks.Close()
+		}
 		if d.model != nil {
 			d.model.Close()
 		}
@@ -182,9 +191,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.loaded.Store(true)
-	wg.Add(2)
-	go func() { defer wg.Done(); d.engine.Run(engCtx) }()
-	go func() { defer wg.Done(); d.pacer.Run(engCtx) }()
+	if d.engine != nil {
+		wg.Add(2)
+		go func() { defer wg.Done(); d.engine.Run(engCtx) }()
+		go func() { defer wg.Done(); d.pacer.Run(engCtx) }()
+	}
 	if err := rtsp.Configure(rtsp.Transport{Protocol: d.cfg.RTSP.Transport, Timeout: d.cfg.RTSP.Timeout.D()}); err != nil {
 		d.log.Warn("rtsp options", "err", err)
 	}
@@ -224,7 +235,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.mu.Unlock()
 			d.capMetrics.Forget(p.cfg.ID)
 			d.pm.forget(p.cfg.ID)
-			d.pacer.Forget(p.cfg.ID)
+			if d.pacer != nil {
+				d.pacer.Forget(p.cfg.ID)
+			}
 			d.log.Info("dynamic stream removed", "stream", p.cfg.ID)
 		case err := <-srvDone:
 			if !errors.Is(err, http.ErrServerClosed) {
@@ -236,8 +249,57 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-// loadModels loads the MAE-Face model, the engine and the face detector.
+// loadModels loads the face detector, the landmarks (optional) and the
+// MAE-Face model with its engine (optional: without one, the landmark
+// backend gives the AUs).
 func (d *Daemon) loadModels() error {
+	c := d.cfg
+	var err error
+	d.det, err = track.NewDetector(track.DetectorOptions{
+		LibraryPath: c.ORT.Library, ModelPath: c.Detector.Model, ScoreThreshold: float32(c.Detector.ScoreThreshold),
+		Threads: c.Detector.Threads, RefineRuns: refineRuns(c.Detector.RefineRuns),
+	})
+	if err != nil {
+		return fmt.Errorf("detector: %w", err)
+	}
+	if err := d.loadLandmarks(); err != nil {
+		return err
+	}
+	if c.Model.Path != "" {
+		if err := d.loadModel(); err != nil {
+			return err
+		}
+	} else {
+		d.log.Info("no MAE-Face model (model.path is empty): AUs from the landmark backend, no valence/arousal or expression")
+	}
+	d.layout.BlendShapes = lmau.BlendShapes
+	if d.landmarks != nil && d.modelHead("au") < 0 {
+		d.lmHead = len(d.layout.Heads)
+		th := float32(lmau.Occurrence)
+		d.layout.Heads = append(d.layout.Heads, stream.HeadInfo{
+			Name: "au", Labels: lmau.AUs, Activation: "intensity", Threshold: &th, Source: "landmarks", Range: "0..5",
+		})
+	}
+	if d.landmarks == nil && d.model == nil {
+		d.log.Warn("neither a MAE-Face model nor landmarks: frames carry boxes and ids only")
+	}
+	name := "none (landmark backend)"
+	if d.landmarks == nil {
+		name = "none"
+	}
+	d.modelIn = stream.ModelInfo{Name: name, Heads: d.layout.Heads}
+	if d.model != nil {
+		md := d.model.Metadata()
+		d.modelIn = stream.ModelInfo{
+			Name: md.Model.Name, Backbone: md.Model.Backbone, Demo: md.Model.Demo,
+			Precision: md.Model.Precision, Provider: d.model.Provider().String(), Heads: d.layout.Heads,
+		}
+	}
+	return nil
+}
+
+// loadModel loads the MAE-Face model, its engine and pacer and aligner.
+func (d *Daemon) loadModel() error {
 	c := d.cfg
 	prov, err := infer.ParseProvider(c.ORT.Provider)
 	if err != nil {
@@ -258,7 +320,7 @@ func (d *Daemon) loadModels() error {
 		d.log.Warn("DEMO MODEL: random weights — its AU, valence/arousal and expression values are NOT affect estimates; install a real MAE-Face export (see README)")
 	}
 	if len(md.Heads) == 0 {
-		d.log.Warn("the model has no heads (an encoder only): frames carry boxes and ids but no AU/VA/expression")
+		d.log.Warn("the model has no heads (an encoder only): frames carry no AU/VA/expression from it")
 	}
 	d.engine, err = infer.New(d.model, infer.Options{
 		MaxBatch: c.Batch.MaxBatch, MaxWait: c.Batch.MaxWait.D(), QueueLimit: c.Batch.QueueLimit,
@@ -269,26 +331,56 @@ func (d *Daemon) loadModels() error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	d.pacer = infer.NewPacer(d.engine, infer.PacerOptions{Headroom: c.Schedule.Headroom, MaxRate: c.Schedule.MaxRate})
-	d.det, err = track.NewDetector(track.DetectorOptions{
-		LibraryPath: c.ORT.Library, ModelPath: c.Detector.Model, ScoreThreshold: float32(c.Detector.ScoreThreshold),
-		Threads: c.Detector.Threads, RefineRuns: refineRuns(c.Detector.RefineRuns),
-	})
-	if err != nil {
-		return fmt.Errorf("detector: %w", err)
-	}
 	d.aligner, err = track.NewAligner(md.Input.Size, float32(c.Align.Margin), md.Input.Mean, md.Input.Std)
 	if err != nil {
 		return fmt.Errorf("aligner: %w", err)
 	}
 	for _, h := range md.Heads {
-		d.heads = append(d.heads, stream.HeadInfo{Name: h.Name, Labels: h.Labels, Activation: h.Activation.String(), Threshold: h.Threshold})
+		rng := "0..1"
+		switch h.Activation {
+		case infer.ActivationTanh:
+			rng = "-1..1"
+		case infer.ActivationNone:
+			rng = "logits"
+		}
+		d.layout.Heads = append(d.layout.Heads, stream.HeadInfo{Name: h.Name, Labels: h.Labels, Activation: h.Activation.String(),
+			Threshold: h.Threshold, Source: "model", Range: rng})
 		d.softmax = append(d.softmax, h.Activation == infer.ActivationSoftmax)
 	}
-	d.modelIn = stream.ModelInfo{
-		Name: md.Model.Name, Backbone: md.Model.Backbone, Demo: md.Model.Demo,
-		Precision: md.Model.Precision, Provider: d.model.Provider().String(), Heads: d.heads,
-	}
 	return nil
+}
+
+// loadLandmarks loads dlib's landmark model; a missing model turns
+// landmarks off with a log line, it does not stop the daemon.
+func (d *Daemon) loadLandmarks() error {
+	path := d.cfg.Landmarks.Model
+	if path == "" {
+		d.log.Info("landmarks off (landmarks.model is empty): no head pose, landmark AUs or blend shapes")
+		return nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		d.log.Warn("landmarks off: no landmark model (install Debian's libdlib-data, or set landmarks.model)", "path", path, "err", err)
+		return nil
+	}
+	start := time.Now()
+	p, err := landmarks.Load(path)
+	if err != nil {
+		return fmt.Errorf("landmarks: %w", err)
+	}
+	d.landmarks = p
+	d.log.Info("landmarks loaded", "path", path, "took", time.Since(start).Round(time.Millisecond),
+		"licence", "dlib 68-point model trained on iBUG 300-W: research use only")
+	return nil
+}
+
+// modelHead is the index of the model's head with that name, or -1.
+func (d *Daemon) modelHead(name string) int {
+	for i, h := range d.layout.Heads {
+		if h.Name == name && h.Source == "model" {
+			return i
+		}
+	}
+	return -1
 }
 
 // refineRuns maps the config's count (0: none) to the detector's (-1: none).
@@ -425,7 +517,9 @@ func (d *Daemon) stopStream(id string) {
 	p.stop()
 	d.capMetrics.Forget(id)
 	d.pm.forget(id)
-	d.pacer.Forget(id)
+	if d.pacer != nil {
+		d.pacer.Forget(id)
+	}
 }
 
 func (d *Daemon) stopStreams() {
@@ -490,9 +584,10 @@ func restartOnly(a, b *config.Config) []string {
 		{"model", x.Model, y.Model}, {"detector", x.Detector, y.Detector}, {"tracker", x.Tracker, y.Tracker},
 		{"align", x.Align, y.Align}, {"batch", x.Batch, y.Batch}, {"schedule", x.Schedule, y.Schedule},
 		{"smoothing", x.Smoothing, y.Smoothing}, {"rtsp", x.RTSP, y.RTSP}, {"websocket", x.WebSocket, y.WebSocket},
+		{"webrtc", x.WebRTC, y.WebRTC}, {"landmarks", x.Landmarks, y.Landmarks},
 	}
 	for _, p := range pairs {
-		if p.a != p.b {
+		if !reflect.DeepEqual(p.a, p.b) {
 			out = append(out, p.name)
 		}
 	}

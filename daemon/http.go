@@ -34,9 +34,10 @@ func (d *Daemon) routes() http.Handler {
 		s.ServeHTTP(w, r)
 	})
 	mux.HandleFunc("GET /publish", d.publishPage)
+	mux.Handle("POST /v1/streams/{stream}/faces/{face}/calibrate", d.auth(http.HandlerFunc(d.calibrate)))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "affectd %s\n\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
+		fmt.Fprintf(w, "affectd %s\n\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nPOST /v1/streams/{stream}/faces/{face}/calibrate   the face's current expression is its neutral\nPOST /v1/whip/{stream}  WebRTC ingest (WHIP); GET /publish: from a browser\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
 	})
 	return mux
 }
@@ -133,4 +134,44 @@ func (d *Daemon) publishPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Write(publishHTML)
+}
+
+// calibrate takes a face's current landmarks as its neutral for the
+// landmark AU backend: POST /v1/streams/{stream}/faces/{face}/calibrate,
+// the face as its full id ("cam1/7", URL-escaped) or its number ("7").
+func (d *Daemon) calibrate(w http.ResponseWriter, r *http.Request) {
+	id, face := r.PathValue("stream"), r.PathValue("face")
+	if !strings.Contains(face, "/") {
+		face = id + "/" + face
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if d.landmarks == nil || !d.loaded.Load() {
+		w.WriteHeader(http.StatusConflict)
+		json.NewEncoder(w).Encode(map[string]any{"error": "landmarks are off: nothing to calibrate"})
+		return
+	}
+	d.mu.Lock()
+	p := d.streams[id]
+	d.mu.Unlock()
+	if p == nil {
+		w.WriteHeader(http.StatusNotFound)
+		json.NewEncoder(w).Encode(map[string]any{"error": "no such stream"})
+		return
+	}
+	req := calibrateReq{face: face, reply: make(chan bool, 1)}
+	select {
+	case p.calibrate <- req:
+	case <-p.done:
+		w.WriteHeader(http.StatusNotFound)
+		json.NewEncoder(w).Encode(map[string]any{"error": "stream stopped"})
+		return
+	case <-r.Context().Done():
+		return
+	}
+	if !<-req.reply {
+		w.WriteHeader(http.StatusNotFound)
+		json.NewEncoder(w).Encode(map[string]any{"error": "no such face on this stream", "face": face})
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"calibrated": face})
 }

@@ -51,7 +51,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: affectd <command> [flags]
 
 commands:
-  run -config FILE [-listen ADDR] [-log-level L] [-log-format text|json]
+  run -config FILE [-listen ADDR] [-model PATH|none] [-log-level L] [-log-format text|json]
                               run the daemon (SIGHUP reloads the streams)
   check-config FILE           validate a config file (errors name the key and line)
   model-info [-ort LIB] MODEL load an ONNX model and print its affectd metadata
@@ -91,6 +91,7 @@ func runCmd(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/affectd/affectd.yaml", "config file")
 	listen := fs.String("listen", "", "listen address (overrides the file's listen)")
+	model := fs.String("model", "", "MAE-Face ONNX model (overrides the file's model.path; \"none\": the landmark backend only)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +109,13 @@ func runCmd(args []string, stderr io.Writer) int {
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
+	}
+	switch *model {
+	case "":
+	case "none":
+		cfg.Model.Path = ""
+	default:
+		cfg.Model.Path = *model
 	}
 	d, err := New(cfg, *path, log)
 	if err != nil {

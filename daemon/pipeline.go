@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,10 @@ import (
 	"github.com/affectd/affectd/capture/open"
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/infer"
+	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/stream"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/landmarks"
 )
 
 // pipeline runs one stream: capture (the capture.Stream's goroutine) →
@@ -42,6 +45,8 @@ type pipeline struct {
 	inflightMu sync.Mutex
 	inflight   map[string]bool
 
+	calibrate chan calibrateReq // → the collector
+
 	// For readers on other goroutines (/v1/streams, hello).
 	faces   atomic.Int32
 	lastErr atomic.Value // string
@@ -56,6 +61,9 @@ type pendingFrame struct {
 	faces      []track.Face
 	reqs       []faceReq
 	ended      []string
+	// Per face, with landmarks on (nil entries: the fit failed).
+	shapes []*landmarks.Shape
+	poses  []*landmarks.Pose
 }
 
 type faceReq struct {
@@ -92,7 +100,7 @@ func newPipeline(d *Daemon, sc config.Stream) (*pipeline, error) {
 // newPipelineFrom builds a pipeline around a source.
 func newPipelineFrom(d *Daemon, sc config.Stream, src capture.Source) (*pipeline, error) {
 	var err error
-	p := &pipeline{d: d, cfg: sc, src: src, done: make(chan struct{}), m: d.pm.forStream(sc.ID), inflight: map[string]bool{}}
+	p := &pipeline{d: d, cfg: sc, src: src, done: make(chan struct{}), m: d.pm.forStream(sc.ID), inflight: map[string]bool{}, calibrate: make(chan calibrateReq)}
 	p.lastErr.Store("")
 	p.cap, err = capture.NewStream(capture.StreamOptions{
 		ID: sc.ID, Source: src, Queue: 2, Metrics: d.capMetrics,
@@ -193,56 +201,17 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 		if frameDur <= 0 || frameDur > time.Second {
 			frameDur = 40 * time.Millisecond
 		}
-		d.pacer.Report(p.cfg.ID, len(u.Faces), 1/frameDur.Seconds())
-
 		pf := &pendingFrame{seq: f.Seq, capturedAt: f.CapturedAt, pts: f.PTS, faces: append([]track.Face(nil), u.Faces...)}
 		pf.ended = append(append(pf.ended, restarted...), u.Ended...)
 		for _, id := range u.Ended {
 			delete(last, id)
 		}
-		// The faces waiting longest go first.
-		order = order[:0]
-		for i := range pf.faces {
-			order = append(order, i)
+		if d.landmarks != nil {
+			p.fitLandmarks(f, pf)
 		}
-		sort.Slice(order, func(a, b int) bool {
-			return last[pf.faces[order[a]].ID].Before(last[pf.faces[order[b]].ID])
-		})
-		now := f.CapturedAt
-		full := false
-		for _, i := range order {
-			face := &pf.faces[i]
-			if full {
-				p.m.skipped("queue_full").Inc()
-				continue
-			}
-			if !d.pacer.Due(last[face.ID], now, frameDur) {
-				p.m.skipped("paced").Inc()
-				continue
-			}
-			if p.busy(face.ID) {
-				p.m.skipped("in_flight").Inc()
-				continue
-			}
-			r, err := d.engine.Reserve(ctx)
-			if err != nil {
-				if errors.Is(err, infer.ErrOverloaded) {
-					full = true
-					p.m.skipped("queue_full").Inc()
-					continue
-				}
-				break // stopping
-			}
-			if _, err := d.aligner.Align(f.Mat, face.Keypoints, r.Input()); err != nil {
-				r.Release()
-				p.m.skipped("align_error").Inc()
-				continue
-			}
-			r.Submit()
-			p.setBusy(face.ID, true)
-			last[face.ID] = now
-			pf.reqs = append(pf.reqs, faceReq{i, r})
-			p.m.analysed.Inc()
+		if d.engine != nil {
+			d.pacer.Report(p.cfg.ID, len(u.Faces), 1/frameDur.Seconds())
+			p.submit(ctx, f, pf, last, &order, frameDur)
 		}
 		f.Release() // the crops are in the batch tensor already
 		select {
@@ -256,6 +225,87 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 		case pending <- &pendingFrame{ended: []string{id}}:
 		case <-ctx.Done():
 		}
+	}
+}
+
+// fitLandmarks fits the 68 landmarks and the head pose of every face (on
+// every frame: rigs want them all); with landmarks.align the fitted points
+// replace BlazeFace's keypoints for the MAE-Face crop.
+func (p *pipeline) fitLandmarks(f *capture.Frame, pf *pendingFrame) {
+	d := p.d
+	pf.shapes = make([]*landmarks.Shape, len(pf.faces))
+	pf.poses = make([]*landmarks.Pose, len(pf.faces))
+	w, h := f.Mat.Cols(), f.Mat.Rows()
+	for i := range pf.faces {
+		face := &pf.faces[i]
+		s, err := d.landmarks.Fit(f.Mat, face.Box)
+		if err != nil {
+			p.m.skipped("landmarks_error").Inc()
+			continue
+		}
+		pf.shapes[i] = &s
+		if pose, err := cameraFor(w, h, d.cfg.Landmarks.FOV).EstimatePose(s); err == nil {
+			pf.poses[i] = &pose
+		}
+		if d.cfg.Landmarks.Align {
+			face.Keypoints = s.Keypoints()
+		}
+	}
+}
+
+// cameraFor is the pinhole camera of a w×h source with the configured
+// horizontal field of view (sources do not report their intrinsics).
+func cameraFor(w, h int, fovDeg float64) landmarks.Camera {
+	f := float32(float64(w) / 2 / math.Tan(fovDeg*math.Pi/360))
+	return landmarks.Camera{Fx: f, Fy: f, Cx: float32(w) / 2, Cy: float32(h) / 2}
+}
+
+// submit sends the faces that are due to the engine, their crops written
+// straight into its batch tensor, the faces waiting longest first.
+func (p *pipeline) submit(ctx context.Context, f *capture.Frame, pf *pendingFrame, last map[string]time.Time, order *[]int, frameDur time.Duration) {
+	d := p.d
+	*order = (*order)[:0]
+	for i := range pf.faces {
+		*order = append(*order, i)
+	}
+	sort.Slice(*order, func(a, b int) bool {
+		return last[pf.faces[(*order)[a]].ID].Before(last[pf.faces[(*order)[b]].ID])
+	})
+	now := f.CapturedAt
+	full := false
+	for _, i := range *order {
+		face := &pf.faces[i]
+		if full {
+			p.m.skipped("queue_full").Inc()
+			continue
+		}
+		if !d.pacer.Due(last[face.ID], now, frameDur) {
+			p.m.skipped("paced").Inc()
+			continue
+		}
+		if p.busy(face.ID) {
+			p.m.skipped("in_flight").Inc()
+			continue
+		}
+		r, err := d.engine.Reserve(ctx)
+		if err != nil {
+			if errors.Is(err, infer.ErrOverloaded) {
+				full = true
+				p.m.skipped("queue_full").Inc()
+				continue
+			}
+			return // stopping
+		}
+		if _, err := d.aligner.Align(f.Mat, face.Keypoints, r.Input()); err != nil {
+			r.Release()
+			p.m.skipped("align_error").Inc()
+			continue
+		}
+		r.Submit()
+		p.setBusy(face.ID, true)
+		last[face.ID] = now
+		pf.reqs = append(pf.reqs, faceReq{i, r})
+		p.m.analysed.Inc()
 	}
 }
 
@@ -296,6 +346,7 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 		Beta: d.cfg.Smoothing.Beta, DCutoff: d.cfg.Smoothing.DCutoff,
 	})
 	est := map[string]*estimate{}
+	lm := newLandmarkState()
 	type lateReq struct {
 		id  string
 		seq uint64
@@ -322,8 +373,23 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 		smooth.Apply(id, pts, e.values, d.softmax)
 	}
 	maxLatency := d.cfg.Schedule.MaxLatency.D()
+	nheads := len(d.layout.Heads)
 	var buf []byte
-	for pf := range pending {
+	for {
+		var pf *pendingFrame
+		select {
+		case c := <-p.calibrate:
+			c.reply <- lm.est.Calibrate(c.face)
+			continue
+		case f, ok := <-pending:
+			if !ok {
+				for _, l := range late {
+					l.req.Release()
+				}
+				return
+			}
+			pf = f
+		}
 		// Results that missed their own frame's deadline.
 		keep := late[:0]
 		for _, l := range late {
@@ -363,12 +429,19 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 				sf := &frame.Faces[i]
 				sf.ID, sf.Score = f.ID, f.Score
 				sf.Box = [4]float32{f.Box.X, f.Box.Y, f.Box.W, f.Box.H}
+				if nheads > 0 {
+					sf.Values = make([][]float32, nheads)
+				}
 				if e := est[f.ID]; e != nil {
-					sf.EstimateSeq, sf.Values = e.seq, e.values
+					sf.EstimateSeq = e.seq
+					copy(sf.Values, e.values)
+				}
+				if pf.shapes != nil && pf.shapes[i] != nil {
+					lm.apply(p, smooth, sf, pf.shapes[i], pf.poses[i], pf.pts)
 				}
 			}
 			now := time.Now()
-			buf = stream.AppendFrame(buf[:0], &frame, d.heads, now)
+			buf = stream.AppendFrame(buf[:0], &frame, &d.layout, now)
 			msg := append([]byte(nil), buf...)
 			d.hub.Publish(p.cfg.ID, msg)
 			p.m.latency.Observe(now.Sub(pf.capturedAt).Seconds())
@@ -377,6 +450,7 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 		for _, id := range pf.ended {
 			delete(est, id)
 			smooth.Forget(id)
+			lm.forget(smooth, id)
 			keep := late[:0]
 			for _, l := range late {
 				if l.id == id {
@@ -389,9 +463,73 @@ func (p *pipeline) collect(pending <-chan *pendingFrame) {
 			late = keep
 		}
 	}
-	for _, l := range late {
-		l.req.Release()
+}
+
+// calibrateReq asks the collector to take a face's current landmarks as
+// its neutral.
+type calibrateReq struct {
+	face  string
+	reply chan bool
+}
+
+// landmarkState is the collector's per-face landmark output: the AU
+// backend's neutrals and the smoothed AU, blend-shape and pose values.
+type landmarkState struct {
+	est   *lmau.Estimator
+	faces map[string]*lmValues
+}
+
+type lmValues struct {
+	au, blend, pose []float32
+	lms             [68][2]float32
+}
+
+func newLandmarkState() *landmarkState {
+	return &landmarkState{est: lmau.NewEstimator(), faces: map[string]*lmValues{}}
+}
+
+// apply runs the landmark backend on one face and fills its output.
+func (l *landmarkState) apply(p *pipeline, smooth *stream.Smoother, sf *stream.Face, shape *landmarks.Shape, pose *landmarks.Pose, pts time.Duration) {
+	d := p.d
+	r, ok := l.est.Update(sf.ID, (*lmau.Shape)(shape))
+	if !ok {
+		return
 	}
+	v := l.faces[sf.ID]
+	if v == nil {
+		v = &lmValues{au: make([]float32, lmau.NumAUs), blend: make([]float32, len(lmau.BlendShapes)), pose: make([]float32, 6)}
+		l.faces[sf.ID] = v
+	}
+	copy(v.au, r.AU[:])
+	copy(v.blend, r.Blend[:])
+	series := [][]float32{v.au, v.blend}
+	if pose != nil {
+		v.pose[0], v.pose[1], v.pose[2] = pose.Yaw, pose.Pitch, pose.Roll
+		copy(v.pose[3:], pose.T[:])
+		series = append(series, v.pose)
+	}
+	smooth.Apply(sf.ID+"\x00landmarks", pts, series, nil)
+	if d.lmHead >= 0 {
+		sf.Values[d.lmHead] = v.au
+	}
+	if pose != nil {
+		sf.Pose = &stream.Pose{Yaw: v.pose[0], Pitch: v.pose[1], Roll: v.pose[2], T: [3]float32{v.pose[3], v.pose[4], v.pose[5]}}
+	}
+	if p.cfg.Blendshapes {
+		sf.Blend = v.blend
+	}
+	if p.cfg.Landmarks {
+		for i, q := range shape {
+			v.lms[i] = [2]float32{q.X, q.Y}
+		}
+		sf.Landmarks = &v.lms
+	}
+}
+
+func (l *landmarkState) forget(smooth *stream.Smoother, id string) {
+	l.est.Forget(id)
+	delete(l.faces, id)
+	smooth.Forget(id + "\x00landmarks")
 }
 
 // info describes the stream for hello and /v1/streams.

@@ -41,6 +41,20 @@ type HeadInfo struct {
 	Labels     []string `json:"labels"`
 	Activation string   `json:"activation"`
 	Threshold  *float32 `json:"threshold,omitempty"`
+	// Source is "model" (the MAE-Face model's head) or "landmarks" (the
+	// landmark backend: computed on every frame).
+	Source string `json:"source"`
+	// Range is the values' range: "0..1", "-1..1" or "0..5" (OpenFace's
+	// AU intensity scale).
+	Range string `json:"range"`
+}
+
+// Layout is what a stream's frames carry beyond boxes and ids: the heads
+// (model order, then landmark ones) and the blend-shape names.
+type Layout struct {
+	Heads []HeadInfo
+	// BlendShapes names Face.Blend's entries (ARKit names).
+	BlendShapes []string
 }
 
 // StreamInfo is a stream as clients see it.
@@ -77,17 +91,30 @@ type Face struct {
 	ID    string
 	Box   [4]float32 // x, y, w, h in source-frame pixels
 	Score float32
-	// EstimateSeq is the frame the estimate comes from (0: no estimate
+	// EstimateSeq is the frame the model's estimate comes from (0: none
 	// yet); it trails Seq when the model analyses the face less often.
+	// Landmark heads are always of this frame.
 	EstimateSeq uint64
-	// Values holds one slice per head (model order), aligned with the
-	// head's labels; nil when there is no estimate.
+	// Values holds one slice per head of the layout, aligned with the
+	// head's labels; a nil slice (or nil Values) means no value.
 	Values [][]float32
+	// Pose is the head pose (nil without landmarks).
+	Pose *Pose
+	// Blend holds the blend-shape weights, in Layout.BlendShapes order
+	// (nil unless the stream asks for them).
+	Blend []float32
+	// Landmarks are the 68 points (nil unless the stream asks for them).
+	Landmarks *[68][2]float32
 }
 
-// AppendFrame encodes a frame message. heads gives the head names,
-// labels and thresholds in model order; latency is capture → now.
-func AppendFrame(buf []byte, f *Frame, heads []HeadInfo, now time.Time) []byte {
+// Pose is a head pose: degrees, and millimetres in camera coordinates.
+type Pose struct {
+	Yaw, Pitch, Roll float32
+	T                [3]float32
+}
+
+// AppendFrame encodes a frame message; latency is capture → now.
+func AppendFrame(buf []byte, f *Frame, l *Layout, now time.Time) []byte {
 	buf = append(buf, `{"type":"frame","v":`...)
 	buf = strconv.AppendInt(buf, Version, 10)
 	buf = append(buf, `,"stream":`...)
@@ -105,12 +132,12 @@ func AppendFrame(buf []byte, f *Frame, heads []HeadInfo, now time.Time) []byte {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendFace(buf, &f.Faces[i], heads)
+		buf = appendFace(buf, &f.Faces[i], l)
 	}
 	return append(buf, "]}"...)
 }
 
-func appendFace(buf []byte, fc *Face, heads []HeadInfo) []byte {
+func appendFace(buf []byte, fc *Face, l *Layout) []byte {
 	buf = append(buf, `{"id":`...)
 	buf = appendString(buf, fc.ID)
 	buf = append(buf, `,"box":[`...)
@@ -122,46 +149,103 @@ func appendFace(buf []byte, fc *Face, heads []HeadInfo) []byte {
 	}
 	buf = append(buf, `],"score":`...)
 	buf = appendFloat(buf, float64(fc.Score), 3)
-	if fc.Values != nil && fc.EstimateSeq > 0 {
-		for hi, h := range heads {
-			if hi >= len(fc.Values) {
+	var sources []byte
+	for hi, h := range l.Heads {
+		if hi >= len(fc.Values) || fc.Values[hi] == nil {
+			continue
+		}
+		vals := fc.Values[hi]
+		buf = append(buf, ',')
+		buf = appendString(buf, h.Name)
+		buf = append(buf, ":{"...)
+		for li, lb := range h.Labels {
+			if li >= len(vals) {
 				break
 			}
-			vals := fc.Values[hi]
-			buf = append(buf, ',')
-			buf = appendString(buf, h.Name)
-			buf = append(buf, ":{"...)
-			for li, l := range h.Labels {
-				if li >= len(vals) {
-					break
-				}
-				if li > 0 {
-					buf = append(buf, ',')
-				}
-				buf = appendString(buf, l)
-				buf = append(buf, ':')
-				buf = appendFloat(buf, float64(vals[li]), 4)
-			}
-			buf = append(buf, '}')
-			if h.Threshold != nil {
+			if li > 0 {
 				buf = append(buf, ',')
-				buf = appendString(buf, h.Name+"_active")
-				buf = append(buf, ":["...)
-				first := true
-				for li, l := range h.Labels {
-					if li < len(vals) && vals[li] >= *h.Threshold {
-						if !first {
-							buf = append(buf, ',')
-						}
-						first = false
-						buf = appendString(buf, l)
-					}
-				}
-				buf = append(buf, ']')
 			}
+			buf = appendString(buf, lb)
+			buf = append(buf, ':')
+			buf = appendFloat(buf, float64(vals[li]), 4)
 		}
+		buf = append(buf, '}')
+		if h.Threshold != nil {
+			buf = append(buf, ',')
+			buf = appendString(buf, h.Name+"_active")
+			buf = append(buf, ":["...)
+			first := true
+			for li, lb := range h.Labels {
+				if li < len(vals) && vals[li] >= *h.Threshold {
+					if !first {
+						buf = append(buf, ',')
+					}
+					first = false
+					buf = appendString(buf, lb)
+				}
+			}
+			buf = append(buf, ']')
+		}
+		if len(sources) > 0 {
+			sources = append(sources, ',')
+		}
+		sources = appendString(sources, h.Name)
+		sources = append(sources, ':')
+		sources = appendString(sources, h.Source)
+	}
+	if len(sources) > 0 {
+		buf = append(buf, `,"source":{`...)
+		buf = append(buf, sources...)
+		buf = append(buf, '}')
+	}
+	if fc.EstimateSeq > 0 {
 		buf = append(buf, `,"estimate_seq":`...)
 		buf = strconv.AppendUint(buf, fc.EstimateSeq, 10)
+	}
+	if p := fc.Pose; p != nil {
+		buf = append(buf, `,"pose":{"yaw":`...)
+		buf = appendFloat(buf, float64(p.Yaw), 2)
+		buf = append(buf, `,"pitch":`...)
+		buf = appendFloat(buf, float64(p.Pitch), 2)
+		buf = append(buf, `,"roll":`...)
+		buf = appendFloat(buf, float64(p.Roll), 2)
+		buf = append(buf, `,"t":[`...)
+		for i, v := range p.T {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendFloat(buf, float64(v), 1)
+		}
+		buf = append(buf, "]}"...)
+	}
+	if fc.Blend != nil {
+		buf = append(buf, `,"blendshapes":{`...)
+		for i, name := range l.BlendShapes {
+			if i >= len(fc.Blend) {
+				break
+			}
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendString(buf, name)
+			buf = append(buf, ':')
+			buf = appendFloat(buf, float64(fc.Blend[i]), 3)
+		}
+		buf = append(buf, '}')
+	}
+	if lm := fc.Landmarks; lm != nil {
+		buf = append(buf, `,"landmarks":[`...)
+		for i, q := range lm {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, '[')
+			buf = appendFloat(buf, float64(q[0]), 1)
+			buf = append(buf, ',')
+			buf = appendFloat(buf, float64(q[1]), 1)
+			buf = append(buf, ']')
+		}
+		buf = append(buf, ']')
 	}
 	return append(buf, '}')
 }

@@ -260,18 +260,19 @@ func TestHubNoGoroutineLeak(t *testing.T) {
 
 func TestAppendFrameIsValidJSON(t *testing.T) {
 	th := float32(0.5)
-	heads := []HeadInfo{
-		{Name: "au", Labels: []string{"AU1", "AU12"}, Activation: "sigmoid", Threshold: &th},
-		{Name: "va", Labels: []string{"valence", "arousal"}, Activation: "tanh"},
-	}
+	layout := &Layout{Heads: []HeadInfo{
+		{Name: "au", Labels: []string{"AU1", "AU12"}, Activation: "sigmoid", Threshold: &th, Source: "model"},
+		{Name: "va", Labels: []string{"valence", "arousal"}, Activation: "tanh", Source: "model"},
+	}, BlendShapes: []string{"jawOpen", "browInnerUp"}}
 	f := &Frame{
 		Stream: `cam"1`, Seq: 42, CapturedAt: time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC), PTS: 1500 * time.Millisecond,
 		Faces: []Face{
 			{ID: "cam1/7", Box: [4]float32{1, 2, 3, 4}, Score: 0.97, EstimateSeq: 40, Values: [][]float32{{0.2, 0.81}, {0.32, float32(math.NaN())}}},
-			{ID: "cam1/8", Box: [4]float32{5, 6, 7, 8}, Score: 0.9},
+			{ID: "cam1/8", Box: [4]float32{5, 6, 7, 8}, Score: 0.9, Pose: &Pose{Yaw: 10, Pitch: -5, Roll: 2.5, T: [3]float32{1, 2, 600}},
+				Blend: []float32{0.25, 0}, Landmarks: &[68][2]float32{{1, 2}}},
 		},
 	}
-	b := AppendFrame(nil, f, heads, f.CapturedAt.Add(41200*time.Microsecond))
+	b := AppendFrame(nil, f, layout, f.CapturedAt.Add(41200*time.Microsecond))
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("%s: %v", b, err)
@@ -290,9 +291,22 @@ func TestAppendFrameIsValidJSON(t *testing.T) {
 	if f0["va"].(map[string]any)["arousal"] != nil {
 		t.Errorf("NaN should encode as null: %v", f0["va"])
 	}
+	if src := f0["source"].(map[string]any); src["au"] != "model" || src["va"] != "model" {
+		t.Errorf("face 0 sources %v", src)
+	}
 	f1 := faces[1].(map[string]any)
-	if _, ok := f1["au"]; ok || f1["estimate_seq"] != nil {
+	if _, ok := f1["au"]; ok || f1["estimate_seq"] != nil || f1["source"] != nil {
 		t.Errorf("a face without estimate carries values: %v", f1)
+	}
+	pose := f1["pose"].(map[string]any)
+	if pose["yaw"] != 10.0 || pose["roll"] != 2.5 || pose["t"].([]any)[2] != 600.0 {
+		t.Errorf("pose %v", pose)
+	}
+	if bs := f1["blendshapes"].(map[string]any); bs["jawOpen"] != 0.25 || bs["browInnerUp"] != 0.0 {
+		t.Errorf("blendshapes %v", bs)
+	}
+	if lm := f1["landmarks"].([]any); len(lm) != 68 || lm[0].([]any)[1] != 2.0 {
+		t.Errorf("landmarks %v", lm)
 	}
 }
 

@@ -40,6 +40,8 @@ apt_packages=(
 	systemd
 	# WebRTC ingest: libavcodec for decoding, Chromium as a real publisher in tests
 	libavcodec-dev libavutil-dev libswscale-dev chromium
+	# 68-point landmarks: dlib and its model (iBUG 300-W: research use only)
+	libdlib-dev libdlib-data libblas-dev liblapack-dev
 )
 if ! command -v npm >/dev/null 2>&1; then
 	apt_packages+=(npm)

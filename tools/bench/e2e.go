@@ -31,7 +31,7 @@ import (
 func benchE2E(args []string) error {
 	fs := flag.NewFlagSet("e2e", flag.ExitOnError)
 	n := fs.Int("streams", 4, "number of streams")
-	modelPath := fs.String("model", "", "ONNX model (default: a seeded random ViT-tiny, made if missing)")
+	modelPath := fs.String("model", "", `ONNX model (default: a seeded random ViT-tiny, made if missing; "none": the landmark backend only)`)
 	clipName := fs.String("clip", "one_face", "test clip for every stream")
 	size := fs.String("size", "1280x720", "clip size")
 	seconds := fs.Float64("seconds", 20, "measurement window")
@@ -52,12 +52,15 @@ func benchE2E(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *modelPath == "" {
+	switch *modelPath {
+	case "":
 		m, err := testenv.BuildModel(testenv.ModelSpec{Preset: "tiny", Seed: 1, Heads: "abaw", GlobalPool: true, Demo: true})
 		if err != nil {
 			return err
 		}
 		*modelPath = m.ONNX
+	case "none":
+		*modelPath = `""`
 	}
 	root, err := testenv.Root()
 	if err != nil {
@@ -111,7 +114,7 @@ func benchE2E(args []string) error {
 		return fmt.Errorf("%v (log: %s)", err, logPath)
 	}
 	go io.Copy(logFile, stderr)
-	fmt.Printf("daemon: %s, %d streams of %s (%s, 25 fps, paced), model %s\n", addr, *n, *clipName, *size, filepath.Base(filepath.Dir(*modelPath)))
+	fmt.Printf("daemon: %s, %d streams of %s (%s, 25 fps, paced), model %s\n", addr, *n, *clipName, *size, filepath.Base(filepath.Dir(strings.Trim(*modelPath, `"`))))
 
 	conn, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/v1/ws", nil)
 	if err != nil {

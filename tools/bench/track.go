@@ -12,9 +12,11 @@ import (
 
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/capture/file"
+	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/tools/testenv"
 	"github.com/affectd/affectd/tools/testmedia"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/landmarks"
 )
 
 // benchTrack measures, on one clip in one run: decoding alone through our
@@ -28,6 +30,8 @@ func benchTrack(args []string) error {
 	refine := fs.Int("refine", 0, "refinement runs per detected face (0: the default, -1: none)")
 	loops := fs.Int("loops", 3, "times through the clip per measurement")
 	threads := fs.Int("threads", 0, "detector ONNX Runtime threads (0: the default)")
+	withLandmarks := fs.Bool("landmarks", false, "add 68 landmarks, head pose and landmark AUs per face (dlib)")
+	lmModel := fs.String("landmarks-model", "/usr/share/dlib/shape_predictor_68_face_landmarks.dat", "dlib landmark model")
 	fs.Parse(args)
 
 	if *clipPath == "" {
@@ -77,12 +81,26 @@ func benchTrack(args []string) error {
 	if err != nil {
 		return err
 	}
-	pipeFPS, faces, err := pipelineRate(*clipPath, *loops, det, al, *every)
+	pipeFPS, faces, _, err := pipelineRate(*clipPath, *loops, det, al, *every, nil)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("pipeline (capture+detect+track+align): %.1f fps, %.2f faces aligned per frame\n", pipeFPS, faces)
 	fmt.Printf("track: decode_ratio=%.3f pipeline_fps=%.1f decode_fps=%.1f detect_every=%d\n", decodeFPS/ffFPS, pipeFPS, decodeFPS, *every)
+	if !*withLandmarks {
+		return nil
+	}
+	pred, err := landmarks.Load(*lmModel)
+	if err != nil {
+		return err
+	}
+	defer pred.Close()
+	lmFPS, _, msPerFace, err := pipelineRate(*clipPath, *loops, det, al, *every, pred)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("pipeline with landmarks+pose+AUs: %.1f fps; landmarks+pose+AUs %.2f ms per face\n", lmFPS, msPerFace)
+	fmt.Printf("landmarks: ms_per_face=%.2f pipeline_fps=%.1f\n", msPerFace, lmFPS)
 	return nil
 }
 
@@ -145,13 +163,17 @@ func ffmpegRate(path string, loops int) (float64, error) {
 	return float64(info.Frames*loops) / time.Since(start).Seconds(), nil
 }
 
-func pipelineRate(path string, loops int, det *track.Detector, al *track.Aligner, every int) (float64, float64, error) {
+// pipelineRate runs capture+detect+track+align (and, with pred, landmarks,
+// head pose and landmark AUs per face, timed) over the clip.
+func pipelineRate(path string, loops int, det *track.Detector, al *track.Aligner, every int, pred *landmarks.Predictor) (fps, facesPerFrame, msPerFace float64, err error) {
 	tr, err := track.NewTracker(det, track.TrackerOptions{Stream: "bench", DetectEvery: every})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	crop := make([]float32, 3*al.Size()*al.Size())
+	est := lmau.NewEstimator()
 	var faces int
+	var lmTime time.Duration
 	var stepErr error
 	n, el, err := runFile(path, loops, func(f *capture.Frame) {
 		u, err := tr.Step(f.Mat, f.PTS)
@@ -159,7 +181,18 @@ func pipelineRate(path string, loops int, det *track.Detector, al *track.Aligner
 			stepErr = err
 		}
 		for _, face := range u.Faces {
-			if _, err := al.Align(f.Mat, face.Keypoints, crop); err == nil {
+			kp := face.Keypoints
+			if pred != nil {
+				start := time.Now()
+				s, err := pred.Fit(f.Mat, face.Box)
+				if err == nil {
+					landmarks.EstimatePose(s, f.Mat.Cols(), f.Mat.Rows())
+					est.Update(face.ID, (*lmau.Shape)(&s))
+					kp = s.Keypoints()
+				}
+				lmTime += time.Since(start)
+			}
+			if _, err := al.Align(f.Mat, kp, crop); err == nil {
 				faces++
 			}
 		}
@@ -168,7 +201,10 @@ func pipelineRate(path string, loops int, det *track.Detector, al *track.Aligner
 		err = stepErr
 	}
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return float64(n) / el.Seconds(), float64(faces) / float64(n), nil
+	if faces > 0 {
+		msPerFace = float64(lmTime) / float64(time.Millisecond) / float64(faces)
+	}
+	return float64(n) / el.Seconds(), float64(faces) / float64(n), msPerFace, nil
 }

@@ -197,6 +197,9 @@ type pose struct {
 type faceTrack struct {
 	identity string
 	at       func(f int) pose
+	// warp, when set, moves parts of the face at frame f: it maps a point
+	// of the drawn face to the photo point shown there (photo pixels).
+	warp func(f int, px, py float64) (float64, float64)
 }
 
 type clipDef struct {
@@ -278,6 +281,29 @@ const (
 	reenterOutMargin = 0.002                         // box this far (frame widths) past the edge when out
 )
 
+// jawDrop is the "expression" clip's warp of the astronaut photo: the
+// lower lip and the chin move down by a pixels (photo pixels; the mouth
+// opens and the jaw drops), the face above the mouth and the rest of the
+// photo stay. Upper lip at y≈140, chin at y≈178, face centre x≈224.
+func jawDrop(a float64) func(px, py float64) (float64, float64) {
+	smooth := func(u float64) float64 {
+		u = min(max(u, 0), 1)
+		return u * u * (3 - 2*u)
+	}
+	return func(px, py float64) (float64, float64) {
+		var dy float64
+		switch {
+		case py < 140:
+		case py < 178:
+			dy = a * smooth((py-140)/38)
+		default:
+			dy = a * (1 - smooth((py-178)/40))
+		}
+		dy *= 1 - smooth((math.Abs(px-224)-45)/25) // only across the face
+		return px, py - dy
+	}
+}
+
 var clipDefs = []clipDef{
 	{
 		name: "one_face", frames: 6 * FPS, seed: 101,
@@ -290,6 +316,16 @@ var clipDefs = []clipDef{
 				h:     0.3,
 				shown: true,
 			}
+		}}},
+	},
+	{
+		name: "expression", frames: 8 * FPS, seed: 707,
+		doc: "astronaut, still, 8 s: neutral for 2 s, then the mouth opens and the jaw drops (lower face warped 16 photo px down) over 0.5 s and stays so",
+		faces: []faceTrack{{identity: "astronaut", at: func(f int) pose {
+			return pose{cx: 0.5, cy: 0.5, h: 0.45, shown: true}
+		}, warp: func(f int, px, py float64) (float64, float64) {
+			u := min(max((secs(f)-2)/0.5, 0), 1)
+			return jawDrop(16*u*u*(3-2*u))(px, py)
 		}}},
 	},
 	{
@@ -843,7 +879,7 @@ func (r *renderer) frame(f int) []Face {
 		}
 		ph := r.photos[ft.identity]
 		g := place(ph.face, p, W, H)
-		r.drawFace(ph, g)
+		r.drawFace(ph, g, ft, f)
 		drawn = append(drawn, placed{ft, g})
 	}
 	faces := []Face{}
@@ -935,7 +971,7 @@ func (g geom) alpha(x, y float64) float64 {
 	return 1 - smooth((rr-MaskInner)/(1-MaskInner))
 }
 
-func (r *renderer) drawFace(ph *photo, g geom) {
+func (r *renderer) drawFace(ph *photo, g geom, ft faceTrack, f int) {
 	// Pick the mip level whose pixels are about one clip pixel or smaller.
 	k := 0
 	for k+1 < len(ph.mips) && math.Ldexp(1, k+1) <= 1/g.s {
@@ -951,6 +987,9 @@ func (r *renderer) drawFace(ph *photo, g geom) {
 				continue
 			}
 			px, py := (cx-g.ccx)/g.s+g.pcx, (cy-g.ccy)/g.s+g.pcy
+			if ft.warp != nil {
+				px, py = ft.warp(f, px, py)
+			}
 			rr, gg, bb := ph.sample(k, px, py)
 			i := 3 * (y*r.w + x)
 			o := r.buf[i : i+3 : i+3]
