@@ -44,11 +44,11 @@ type Daemon struct {
 
 	// loaded is set once Run has loaded the models (the fields below are
 	// then read-only); ready once the streams have started too.
-	loaded  atomic.Bool
-	ready   atomic.Bool
-	model   *infer.Model
-	engine  *infer.Engine
-	pacer   *infer.Pacer
+	loaded    atomic.Bool
+	ready     atomic.Bool
+	model     *infer.Model
+	engine    *infer.Engine
+	pacer     *infer.Pacer
 	det       *track.Detector
 	aligner   *track.Aligner
 	landmarks *landmarks.Predictor // nil: landmarks off

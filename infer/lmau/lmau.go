@@ -143,7 +143,7 @@ const (
 // Sides are per-side intensities where the face has two (for blend shapes).
 type Sides struct {
 	BrowInner, BrowOuter, BrowDown, EyeWide, Blink, Smile, Frown, Stretch [2]float32 // [right, left]
-	JawOpen                                                                       float32
+	JawOpen                                                               float32
 }
 
 // Estimate turns measurements and a neutral baseline into AU intensities
