@@ -30,6 +30,7 @@ type Config struct {
 	WebSocket WebSocket `yaml:"websocket"`
 	WebRTC    WebRTC    `yaml:"webrtc"`
 	Landmarks Landmarks `yaml:"landmarks"`
+	Preview   Preview   `yaml:"preview"`
 	// Streams are the video sources. None is valid: the daemon idles until
 	// a reload gives it some.
 	Streams []Stream `yaml:"streams"`
@@ -121,6 +122,19 @@ type RTSP struct {
 	// Transport is tcp or udp.
 	Transport string   `yaml:"transport"`
 	Timeout   Duration `yaml:"timeout"`
+}
+
+// Preview configures GET /v1/streams/{id}/preview, the dashboard's live
+// picture (JPEG, MJPEG).
+type Preview struct {
+	// Enabled serves previews (off: 404, and no frame is ever encoded).
+	Enabled bool `yaml:"enabled"`
+	// FPS is the most pictures per second per stream.
+	FPS float64 `yaml:"fps"`
+	// MaxWidth scales larger frames down (pixels).
+	MaxWidth int `yaml:"max_width"`
+	// Quality is the JPEG quality (1..100).
+	Quality int `yaml:"quality"`
 }
 
 // WebSocket configures the clients' WebSocket.
@@ -259,6 +273,12 @@ func Default() Config {
 			Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
 			Align: false,
 			FOV:   53,
+		},
+		Preview: Preview{
+			Enabled:  true,
+			FPS:      5,
+			MaxWidth: 640,
+			Quality:  70,
 		},
 		Streams: nil,
 	}

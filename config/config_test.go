@@ -50,6 +50,7 @@ func TestDefault(t *testing.T) {
 		WebSocket: WebSocket{SendQueue: 64, MaxDrops: 250, PingInterval: Duration(20 * time.Second)},
 		WebRTC:    WebRTC{ReceiveBuffer: 4 << 20, MaxSessions: 8, CORSOrigin: "*"},
 		Landmarks: Landmarks{Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat", Align: false, FOV: 53},
+		Preview:   Preview{Enabled: true, FPS: 5, MaxWidth: 640, Quality: 70},
 	}
 	noEnv(t)
 	t.Run("values", func(t *testing.T) {
@@ -142,6 +143,11 @@ landmarks:
   model: /models/landmarks.dat
   align: true
   fov: 70
+preview:
+  enabled: false
+  fps: 2
+  max_width: 320
+  quality: 50
 streams:
   - id: clip
     url: /data/clip.mp4
@@ -177,6 +183,7 @@ var fullWant = Config{
 	WebRTC: WebRTC{UDPPort: 8189, PortMin: 20000, PortMax: 20100, NAT1To1IPs: []string{"203.0.113.7"}, ReceiveBuffer: 8 << 20,
 		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com"},
 	Landmarks: Landmarks{Model: "/models/landmarks.dat", Align: true, FOV: 70},
+	Preview:   Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50},
 	Streams: []Stream{
 		{ID: "clip", URL: "/data/clip.mp4", Realtime: ptr(false), Loop: true},
 		{ID: "door", URL: "rtsp://cam.local:554/stream1"},
@@ -247,7 +254,7 @@ var confErrors = []struct {
 	name, doc, want string
 }{
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
-		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, streams)"},
+		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, streams)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
@@ -341,7 +348,7 @@ var confErrors = []struct {
 	{"decode and check errors together", "websocket:\n  send_queue: 0\n  ping_interval: soon\nbogus: 1\n",
 		"demo.yaml:2: websocket.send_queue: must be between 1 and 100000, got 0\n" +
 			`demo.yaml:3: websocket.ping_interval: want a duration such as "5ms", "1.5s" or "2m", got "soon"` + "\n" +
-			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, streams)"},
+			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, streams)"},
 	{"tabs", "detector:\n  model: /m.onnx\n\tthreads: 2\n",
 		"demo.yaml:3: tab in indentation (YAML indents with spaces only)"},
 	{"syntax error", "detector:\n  model: [a\n",

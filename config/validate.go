@@ -31,6 +31,7 @@ func (c *Config) validate(p *problems) {
 	c.WebSocket.validate(p)
 	c.WebRTC.validate(p)
 	c.Landmarks.validate(p)
+	c.Preview.validate(p)
 	validateStreams(p, c.Streams)
 }
 
@@ -58,6 +59,14 @@ func (o ORT) validate(p *problems) {
 
 // An empty model.path runs without a MAE-Face model (landmark AUs only).
 func (m Model) validate(p *problems) {}
+
+func (v Preview) validate(p *problems) {
+	if v.FPS <= 0 || v.FPS > 30 {
+		p.add("preview.fps", "must be > 0 and <= 30, got %g", v.FPS)
+	}
+	between(p, "preview.max_width", v.MaxWidth, 64, 4096)
+	between(p, "preview.quality", v.Quality, 1, 100)
+}
 
 func (l Landmarks) validate(p *problems) {
 	if l.FOV <= 10 || l.FOV >= 170 {

@@ -5,8 +5,10 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -35,6 +37,7 @@ func (d *Daemon) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /publish", d.publishPage)
 	mux.Handle("POST /v1/streams/{stream}/faces/{face}/calibrate", d.auth(http.HandlerFunc(d.calibrate)))
+	mux.Handle("GET /v1/streams/{stream}/preview", d.auth(http.HandlerFunc(d.previewHandler)))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "affectd %s\n\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nPOST /v1/streams/{stream}/faces/{face}/calibrate   the face's current expression is its neutral\nPOST /v1/whip/{stream}  WebRTC ingest (WHIP); GET /publish: from a browser\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
@@ -95,9 +98,11 @@ type StreamStatus struct {
 	Kind     string  `json:"kind"`
 	State    string  `json:"state"`
 	Error    string  `json:"error,omitempty"`
-	FPS      float64 `json:"fps"`         // frames published per second
-	InputFPS float64 `json:"input_fps"`   // frames read per second
-	Faces    int     `json:"faces"`       // faces in the latest frame
+	FPS      float64 `json:"fps"`       // frames published per second
+	InputFPS float64 `json:"input_fps"` // frames read per second
+	Faces    int     `json:"faces"`     // faces in the latest frame
+	Width    int     `json:"width"`     // the source's frame size (boxes are in its pixels)
+	Height   int     `json:"height"`
 	Captured uint64  `json:"captured"`    // frames read
 	Dropped  uint64  `json:"dropped"`     // frames dropped before tracking
 	Interval float64 `json:"interval_ms"` // least time between two analyses of a face (fair share)
@@ -106,7 +111,7 @@ type StreamStatus struct {
 func (d *Daemon) listStreams(w http.ResponseWriter, r *http.Request) {
 	out := []StreamStatus{}
 	var interval float64
-	if d.loaded.Load() {
+	if d.loaded.Load() && d.pacer != nil {
 		interval = float64(d.pacer.Interval().Microseconds()) / 1000
 	}
 	for _, p := range d.pipelines() {
@@ -117,6 +122,7 @@ func (d *Daemon) listStreams(w http.ResponseWriter, r *http.Request) {
 			ID: info.ID, URL: info.URL, Kind: info.Kind, State: info.State, Error: errText,
 			FPS: round1(p.outFPS.Rate()), InputFPS: round1(st.FPS), Faces: int(p.faces.Load()),
 			Captured: st.Captured, Dropped: st.Dropped, Interval: interval,
+			Width: int(p.width.Load()), Height: int(p.height.Load()),
 		})
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -174,4 +180,76 @@ func (d *Daemon) calibrate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	json.NewEncoder(w).Encode(map[string]any{"calibrated": face})
+}
+
+// previewHandler serves a stream's live picture: one JPEG, or with
+// ?mjpeg=1 a multipart/x-mixed-replace stream of them, at most
+// preview.fps a second and scaled to preview.max_width. X-Frame-Size gives
+// the source's size (face boxes are in its pixels).
+func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
+	if !d.cfg.Preview.Enabled {
+		http.Error(w, "previews are off (preview.enabled)", http.StatusNotFound)
+		return
+	}
+	d.mu.Lock()
+	p := d.streams[r.PathValue("stream")]
+	d.mu.Unlock()
+	if p == nil {
+		http.Error(w, "no such stream", http.StatusNotFound)
+		return
+	}
+	p.wantPreview(3 * time.Second)
+	interval := time.Duration(float64(time.Second) / d.cfg.Preview.FPS)
+	next := func(after uint64, within time.Duration) *previewPicture {
+		deadline := time.Now().Add(within)
+		for {
+			if pic := p.preview.Load(); pic != nil && pic.seq > after {
+				return pic
+			}
+			if time.Now().After(deadline) {
+				return nil
+			}
+			select {
+			case <-r.Context().Done():
+				return nil
+			case <-p.done:
+				return nil
+			case <-time.After(interval / 4):
+			}
+			p.wantPreview(3 * time.Second)
+		}
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if r.URL.Query().Get("mjpeg") == "" {
+		pic := next(0, 3*time.Second)
+		if pic == nil {
+			http.Error(w, "no picture yet", http.StatusServiceUnavailable)
+			return
+		}
+		h.Set("Content-Type", "image/jpeg")
+		h.Set("X-Frame-Size", fmt.Sprintf("%dx%d", pic.width, pic.height))
+		h.Set("X-Frame-Seq", fmt.Sprint(pic.seq))
+		w.Write(pic.jpeg)
+		return
+	}
+	const boundary = "affectdframe"
+	h.Set("Content-Type", "multipart/x-mixed-replace; boundary="+boundary)
+	flusher, _ := w.(http.Flusher)
+	var seq uint64
+	for {
+		pic := next(seq, time.Minute)
+		if pic == nil {
+			return
+		}
+		seq = pic.seq
+		fmt.Fprintf(w, "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Frame-Size: %dx%d\r\nX-Frame-Seq: %d\r\n\r\n", boundary, len(pic.jpeg), pic.width, pic.height, pic.seq)
+		if _, err := w.Write(pic.jpeg); err != nil {
+			return
+		}
+		io.WriteString(w, "\r\n")
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
 }

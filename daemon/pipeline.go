@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"image"
 	"math"
 	"sort"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"gocv.io/x/gocv"
 
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/capture/open"
@@ -47,6 +49,12 @@ type pipeline struct {
 
 	calibrate chan calibrateReq // → the collector
 
+	// The preview: the latest JPEG, made while somebody watches.
+	preview       atomic.Pointer[previewPicture]
+	previewWanted atomic.Int64 // unix nanoseconds until which pictures are wanted
+	previewMat    gocv.Mat     // the worker's scaled copy
+	previewNext   time.Time
+	width, height atomic.Int32 // the source's frame size
 	// For readers on other goroutines (/v1/streams, hello).
 	faces   atomic.Int32
 	lastErr atomic.Value // string
@@ -209,6 +217,9 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 		if d.landmarks != nil {
 			p.fitLandmarks(f, pf)
 		}
+		p.width.Store(int32(f.Mat.Cols()))
+		p.height.Store(int32(f.Mat.Rows()))
+		p.updatePreview(f)
 		if d.engine != nil {
 			d.pacer.Report(p.cfg.ID, len(u.Faces), 1/frameDur.Seconds())
 			p.submit(ctx, f, pf, last, &order, frameDur)
@@ -225,6 +236,9 @@ func (p *pipeline) work(ctx context.Context, pending chan<- *pendingFrame) {
 		case pending <- &pendingFrame{ended: []string{id}}:
 		case <-ctx.Done():
 		}
+	}
+	if p.previewMat.Ptr() != nil {
+		p.previewMat.Close()
 	}
 }
 
@@ -249,6 +263,51 @@ func (p *pipeline) fitLandmarks(f *capture.Frame, pf *pendingFrame) {
 		}
 		if d.cfg.Landmarks.Align {
 			face.Keypoints = s.Keypoints()
+		}
+	}
+}
+
+// previewPicture is one encoded preview frame.
+type previewPicture struct {
+	jpeg          []byte
+	seq           uint64
+	width, height int // the source frame's size (boxes are in its pixels)
+}
+
+// updatePreview encodes the frame as the stream's preview, at most
+// preview.fps times a second and only while somebody watches.
+func (p *pipeline) updatePreview(f *capture.Frame) {
+	c := p.d.cfg.Preview
+	now := time.Now()
+	if !c.Enabled || now.UnixNano() > p.previewWanted.Load() || now.Before(p.previewNext) {
+		return
+	}
+	p.previewNext = now.Add(time.Duration(float64(time.Second) / c.FPS))
+	src := f.Mat
+	if w := f.Mat.Cols(); w > c.MaxWidth {
+		if p.previewMat.Ptr() == nil {
+			p.previewMat = gocv.NewMat()
+		}
+		h := f.Mat.Rows() * c.MaxWidth / w
+		gocv.Resize(f.Mat, &p.previewMat, image.Pt(c.MaxWidth, h), 0, 0, gocv.InterpolationArea)
+		src = p.previewMat
+	}
+	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, src, []int{gocv.IMWriteJpegQuality, c.Quality})
+	if err != nil {
+		return
+	}
+	pic := &previewPicture{jpeg: append([]byte(nil), buf.GetBytes()...), seq: f.Seq, width: f.Mat.Cols(), height: f.Mat.Rows()}
+	buf.Close()
+	p.preview.Store(pic)
+}
+
+// wantPreview asks the worker for pictures for the next d.
+func (p *pipeline) wantPreview(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		old := p.previewWanted.Load()
+		if old >= until || p.previewWanted.CompareAndSwap(old, until) {
+			return
 		}
 	}
 }
