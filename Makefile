@@ -61,7 +61,7 @@ run: build
 		mkdir -p "$(dir $(DEMO_MODEL))" && cp "$$($(GO) run ./tools/demomodel)" "$(DEMO_MODEL)"; \
 	fi
 	@echo
-	@echo "  affectd demo: websocket ws://$(DEMO_LISTEN)/v1/ws   streams http://$(DEMO_LISTEN)/v1/streams   metrics http://$(DEMO_LISTEN)/metrics"
+	@echo "  affectd demo: dashboard http://$(DEMO_LISTEN)/   websocket ws://$(DEMO_LISTEN)/v1/ws   streams http://$(DEMO_LISTEN)/v1/streams"
 	@echo "  tail it:      go run ./tools/wsclient -url ws://$(DEMO_LISTEN)/v1/ws -n 10"
 	@if [ -f "$(DEMO_MODEL)" ]; then echo "  model:        $(DEMO_MODEL)"; else echo "  model:        none: AUs, head pose and blend shapes from the landmark backend"; fi
 	@echo

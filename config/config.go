@@ -175,7 +175,10 @@ type Landmarks struct {
 	// missing file turns landmarks off (logged).
 	Model string `yaml:"model"`
 	// Align takes MAE-Face's alignment points from the landmarks instead of
-	// BlazeFace's keypoints.
+	// BlazeFace's keypoints (default): steadier crops (eye jitter 0.15 px
+	// against 0.41 px on the test clip), framed closer to the template, and
+	// the detector's refinement runs are skipped. Off, or for faces whose
+	// fit fails, BlazeFace's refined keypoints align.
 	Align bool `yaml:"align"`
 	// FOV is the cameras' horizontal field of view in degrees, for head
 	// pose (sources do not say; 53° means a focal length of the frame width).
@@ -271,7 +274,7 @@ func Default() Config {
 		},
 		Landmarks: Landmarks{
 			Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
-			Align: false,
+			Align: true,
 			FOV:   53,
 		},
 		Preview: Preview{

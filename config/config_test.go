@@ -49,7 +49,7 @@ func TestDefault(t *testing.T) {
 		RTSP:      RTSP{Transport: "tcp", Timeout: Duration(2 * time.Second)},
 		WebSocket: WebSocket{SendQueue: 64, MaxDrops: 250, PingInterval: Duration(20 * time.Second)},
 		WebRTC:    WebRTC{ReceiveBuffer: 4 << 20, MaxSessions: 8, CORSOrigin: "*"},
-		Landmarks: Landmarks{Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat", Align: false, FOV: 53},
+		Landmarks: Landmarks{Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat", Align: true, FOV: 53},
 		Preview:   Preview{Enabled: true, FPS: 5, MaxWidth: 640, Quality: 70},
 	}
 	noEnv(t)
@@ -141,7 +141,7 @@ webrtc:
   cors_origin: https://app.example.com
 landmarks:
   model: /models/landmarks.dat
-  align: true
+  align: false
   fov: 70
 preview:
   enabled: false
@@ -182,7 +182,7 @@ var fullWant = Config{
 	WebSocket: WebSocket{SendQueue: 128, MaxDrops: 500, PingInterval: Duration(30 * time.Second)},
 	WebRTC: WebRTC{UDPPort: 8189, PortMin: 20000, PortMax: 20100, NAT1To1IPs: []string{"203.0.113.7"}, ReceiveBuffer: 8 << 20,
 		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com"},
-	Landmarks: Landmarks{Model: "/models/landmarks.dat", Align: true, FOV: 70},
+	Landmarks: Landmarks{Model: "/models/landmarks.dat", Align: false, FOV: 70},
 	Preview:   Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50},
 	Streams: []Stream{
 		{ID: "clip", URL: "/data/clip.mp4", Realtime: ptr(false), Loop: true},

@@ -72,9 +72,8 @@ func (l Landmarks) validate(p *problems) {
 	if l.FOV <= 10 || l.FOV >= 170 {
 		p.add("landmarks.fov", "must be between 10 and 170 degrees, got %g", l.FOV)
 	}
-	if l.Align && l.Model == "" {
-		p.add("landmarks.align", "needs landmarks.model")
-	}
+	// align without a model is not an error: it is the default, and the
+	// detector's keypoints align when landmarks are off.
 }
 
 func (d Detector) validate(p *problems) {

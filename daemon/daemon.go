@@ -56,6 +56,7 @@ type Daemon struct {
 	lmHead    int    // index of the landmark AU head in layout.Heads (-1: none)
 	softmax   []bool // per model head
 	modelIn   stream.ModelInfo
+	offline   *offlineEngine // set by analyze before loadModels
 
 	mu      sync.Mutex
 	streams map[string]*pipeline // owned by Run; the mutex is for readers
@@ -175,15 +176,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer cancel()
 		srv.Shutdown(shut)
 		wg.Wait()
-		if d.det != nil {
-			d.det.Close()
-		}
-		if d.landmarks != nil {
-			d.landmarks.Close()
-		}
-		if d.model != nil {
-			d.model.Close()
-		}
+		d.closeModels()
 	}
 
 	if err := d.loadModels(); err != nil {
@@ -258,6 +251,7 @@ func (d *Daemon) loadModels() error {
 	d.det, err = track.NewDetector(track.DetectorOptions{
 		LibraryPath: c.ORT.Library, ModelPath: c.Detector.Model, ScoreThreshold: float32(c.Detector.ScoreThreshold),
 		Threads: c.Detector.Threads, RefineRuns: refineRuns(c.Detector.RefineRuns),
+		SerialRefine: d.offline != nil,
 	})
 	if err != nil {
 		return fmt.Errorf("detector: %w", err)
@@ -298,6 +292,26 @@ func (d *Daemon) loadModels() error {
 	return nil
 }
 
+// offlineEngine are the engine settings of offline analysis.
+type offlineEngine struct {
+	maxBatch     int
+	keepFeatures bool
+}
+
+// closeModels frees the detector, landmarks and model (after the engine
+// has drained).
+func (d *Daemon) closeModels() {
+	if d.det != nil {
+		d.det.Close()
+	}
+	if d.landmarks != nil {
+		d.landmarks.Close()
+	}
+	if d.model != nil {
+		d.model.Close()
+	}
+}
+
 // loadModel loads the MAE-Face model, its engine and pacer and aligner.
 func (d *Daemon) loadModel() error {
 	c := d.cfg
@@ -322,11 +336,18 @@ func (d *Daemon) loadModel() error {
 	if len(md.Heads) == 0 {
 		d.log.Warn("the model has no heads (an encoder only): frames carry no AU/VA/expression from it")
 	}
-	d.engine, err = infer.New(d.model, infer.Options{
+	eo := infer.Options{
 		MaxBatch: c.Batch.MaxBatch, MaxWait: c.Batch.MaxWait.D(), QueueLimit: c.Batch.QueueLimit,
 		Runners: c.Batch.Runners, KeepFeatures: c.Model.KeepFeatures, Registerer: d.reg,
 		Overload: infer.OverloadReject,
-	})
+	}
+	if o := d.offline; o != nil {
+		// Offline: one submitter, batches cut only when full or flushed
+		// (deterministic), and back-pressure instead of dropping faces.
+		eo.MaxBatch, eo.QueueLimit, eo.Runners = o.maxBatch, 3*o.maxBatch, 1
+		eo.MaxWait, eo.Overload, eo.KeepFeatures = time.Hour, infer.OverloadWait, o.keepFeatures
+	}
+	d.engine, err = infer.New(d.model, eo)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -372,6 +393,10 @@ func (d *Daemon) loadLandmarks() error {
 		"licence", "dlib 68-point model trained on iBUG 300-W: research use only")
 	return nil
 }
+
+// landmarkAlign tells whether the landmarks give the alignment points: the
+// detector's refinement (keypoints for alignment) is then wasted work.
+func (d *Daemon) landmarkAlign() bool { return d.landmarks != nil && d.cfg.Landmarks.Align }
 
 // modelHead is the index of the model's head with that name, or -1.
 func (d *Daemon) modelHead(name string) int {

@@ -14,9 +14,11 @@ import (
 )
 
 // routes is the one HTTP surface (DESIGN.md): /v1/ws, /v1/streams,
-// /metrics, /healthz, /readyz and /. With auth_token set, /v1/* and
-// /metrics want "Authorization: Bearer <token>" (or ?token=, for browsers'
-// websockets); /healthz and /readyz stay open and say nothing secret.
+// /metrics, /healthz, /readyz, / (the dashboard) and /v1 (a list of
+// these). With auth_token set, /v1/* and /metrics want "Authorization:
+// Bearer <token>" (or ?token=, for browsers' websockets and pictures);
+// /healthz, /readyz, /v1 and the dashboard's static files stay open and
+// say nothing secret.
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -38,9 +40,10 @@ func (d *Daemon) routes() http.Handler {
 	mux.HandleFunc("GET /publish", d.publishPage)
 	mux.Handle("POST /v1/streams/{stream}/faces/{face}/calibrate", d.auth(http.HandlerFunc(d.calibrate)))
 	mux.Handle("GET /v1/streams/{stream}/preview", d.auth(http.HandlerFunc(d.previewHandler)))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	dashboardRoutes(mux)
+	mux.HandleFunc("GET /v1", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "affectd %s\n\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nPOST /v1/streams/{stream}/faces/{face}/calibrate   the face's current expression is its neutral\nPOST /v1/whip/{stream}  WebRTC ingest (WHIP); GET /publish: from a browser\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
+		fmt.Fprintf(w, "affectd %s\n\nGET /                   dashboard\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nGET /v1/streams/{stream}/preview   live picture: a JPEG, ?mjpeg=1 for MJPEG\nPOST /v1/streams/{stream}/faces/{face}/calibrate   the face's current expression is its neutral\nPOST /v1/whip/{stream}  WebRTC ingest (WHIP); GET /publish: from a browser\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
 	})
 	return mux
 }

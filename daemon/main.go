@@ -31,6 +31,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCmd(args[1:], stderr)
+	case "analyze":
+		return analyzeCmd(args[1:], stdout, stderr)
 	case "check-config":
 		return checkConfig(args[1:], stdout, stderr)
 	case "version":
@@ -53,6 +55,8 @@ func usage(w io.Writer) {
 commands:
   run -config FILE [-listen ADDR] [-model PATH|none] [-log-level L] [-log-format text|json]
                               run the daemon (SIGHUP reloads the streams)
+  analyze [flags] FILE|DIR... analyse video files offline into OpenFace-style CSV (or JSON Lines);
+                              resumable; -h for its flags
   check-config FILE           validate a config file (errors name the key and line)
   model-info [-ort LIB] MODEL load an ONNX model and print its affectd metadata
   version                     print the version
@@ -209,4 +213,139 @@ func modelInfo(args []string, stdout, stderr io.Writer) int {
 	enc.SetIndent("", "  ")
 	enc.Encode(out)
 	return 0
+}
+
+// defaultConfig is where run and analyze look without -config.
+const defaultConfig = "/etc/affectd/affectd.yaml"
+
+func analyzeCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: affectd analyze [flags] FILE|DIR...
+
+Analyses every frame of the video files (folders are searched for video
+files) as fast as the machine goes, and writes one <name>.csv per video:
+OpenFace 2 FeatureExtraction's columns (frame, face_id, timestamp,
+confidence, success, pose_*, x_0…y_67, AUxx_r, AUxx_c) plus valence,
+arousal and expr_* from the model. An interrupted run resumes where it
+stopped; finished files are skipped (-force redoes them). Unreadable files
+are reported and skipped. Exit status 1 when a file failed.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	cfgPath := fs.String("config", "", "config file for the model, detector and landmarks (default "+defaultConfig+" when it exists, else built-in defaults)")
+	model := fs.String("model", "", "MAE-Face ONNX model (overrides model.path; \"none\": landmarks only)")
+	ort := fs.String("ort", "", "ONNX Runtime library (overrides onnxruntime.library)")
+	detector := fs.String("detector", "", "BlazeFace ONNX model (overrides detector.model)")
+	out := fs.String("out", "processed", "output folder")
+	format := fs.String("format", "csv", "csv (OpenFace columns) or jsonl (the websocket protocol's frame objects)")
+	useLandmarks := fs.Bool("landmarks", true, "fit dlib's 68 landmarks: head pose, landmark AUs (AUxx_r); off is faster")
+	points := fs.Bool("points", true, "write the 68 landmarks (x_0…x_67, y_0…y_67)")
+	features := fs.Bool("features", false, "write MAE-Face's feature vector (f_0…)")
+	force := fs.Bool("force", false, "re-analyse files whose output exists; ignore interrupted runs")
+	batch := fs.Int("batch", 32, "faces per model batch (checkpoints for resuming come every 4×batch frames)")
+	threads := fs.Int("threads", 0, "ONNX Runtime threads for the model (0: onnxruntime.threads, or one per CPU)")
+	quiet := fs.Bool("quiet", false, "no progress bar, even on a terminal")
+	level := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "affectd analyze: give one or more video files or folders (-h for help)")
+		return 2
+	}
+	log, err := newLogger(stderr, *level, "text")
+	if err != nil {
+		fmt.Fprintln(stderr, "affectd analyze:", err)
+		return 2
+	}
+	var cfg *config.Config
+	path := *cfgPath
+	if path == "" {
+		if _, err := os.Stat(defaultConfig); err == nil {
+			path = defaultConfig
+		}
+	}
+	if path != "" {
+		if cfg, err = config.Load(path); err != nil {
+			fmt.Fprintf(stderr, "affectd analyze: %v\n", err)
+			return 1
+		}
+	} else {
+		c := config.Default()
+		cfg = &c
+	}
+	switch *model {
+	case "":
+	case "none":
+		cfg.Model.Path = ""
+	default:
+		cfg.Model.Path = *model
+	}
+	if *ort != "" {
+		cfg.ORT.Library = *ort
+	}
+	if *detector != "" {
+		cfg.Detector.Model = *detector
+	}
+	if !*useLandmarks {
+		cfg.Landmarks.Model = ""
+	}
+	if *threads > 0 {
+		cfg.ORT.Threads = *threads
+	}
+	o := AnalyzeOptions{
+		Inputs: fs.Args(), OutDir: *out, Format: *format, Points: *points, Features: *features,
+		Force: *force, Batch: *batch, Log: log,
+	}
+	if !*quiet && isTerminal(stderr) {
+		o.Progress = stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := Analyze(ctx, cfg, o)
+	if rep == nil {
+		fmt.Fprintf(stderr, "affectd analyze: %v\n", err)
+		return 1
+	}
+	done, skipped, resumed := 0, 0, 0
+	for _, f := range rep.Files {
+		if f.Replayed > 0 {
+			resumed++
+		}
+		switch f.Status {
+		case "failed":
+			fmt.Fprintf(stderr, "affectd analyze: %s: skipped: %v\n", f.Input, f.Err)
+		case "skipped":
+			skipped++
+		case "done":
+			done++
+			if f.Warning != "" {
+				fmt.Fprintf(stderr, "affectd analyze: %s: %s\n", f.Input, f.Warning)
+			}
+		}
+	}
+	if err != nil { // interrupted
+		fmt.Fprintf(stderr, "affectd analyze: interrupted (%v): run the same command again to resume\n", err)
+		return 130
+	}
+	fmt.Fprintf(stdout, "analyzed %d of %d inputs (%d already done, %d failed, resumed %d): %d frames, %d face rows in %s (%.1f frames/s) → %s\n",
+		done, len(rep.Files), skipped, rep.Failed(), resumed, rep.Frames, rep.Rows, rep.Elapsed.Round(time.Millisecond), rep.FPS(), o.OutDir)
+	if rep.Failed() > 0 {
+		return 1
+	}
+	return 0
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

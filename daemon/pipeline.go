@@ -120,7 +120,7 @@ func newPipelineFrom(d *Daemon, sc config.Stream, src capture.Source) (*pipeline
 	p.tracker, err = track.NewTracker(d.det, track.TrackerOptions{
 		Stream: sc.ID, IDs: &d.ids, DetectEvery: d.cfg.Detector.DetectEvery,
 		LostAfter: d.cfg.Tracker.LostAfter.D(), ConfirmHits: d.cfg.Tracker.ConfirmHits,
-		NoRefine: d.cfg.Detector.RefineRuns == 0,
+		NoRefine: d.cfg.Detector.RefineRuns == 0 || d.landmarkAlign(),
 	})
 	if err != nil {
 		return nil, err

@@ -144,6 +144,7 @@ type Engine struct {
 	slots chan struct{} // admission tokens: one per waiting face
 	wake  chan struct{} // cap 1: state changed, the dispatcher looks again
 	idle  chan struct{} // cap Runners: a runner is free
+	freed chan struct{} // cap 1: a batch buffer was freed
 	runq  chan *batch   // dispatcher → runners
 	stopc chan struct{} // closed when stopping begins
 	done  chan struct{} // closed when Run has drained and returned
@@ -205,6 +206,7 @@ func newEngine(r runner, md Metadata, o Options) (*Engine, error) {
 		slots:  make(chan struct{}, o.QueueLimit),
 		wake:   make(chan struct{}, 1),
 		idle:   make(chan struct{}, o.Runners),
+		freed:  make(chan struct{}, 1),
 		runq:   make(chan *batch),
 		stopc:  make(chan struct{}),
 		done:   make(chan struct{}),
@@ -346,12 +348,24 @@ func (e *Engine) Reserve(ctx context.Context) (*Request, error) {
 	}
 	b := e.cur
 	if b == nil {
-		if len(e.free) == 0 { // cannot happen with the buffer count New sizes; stay safe
+		if len(e.free) == 0 {
+			// Every buffer holds a batch: flushed partial batches (Flush)
+			// use buffers without filling the queue's slots.
 			e.mu.Unlock()
 			<-e.slots
-			e.m.rejected.Inc()
-			e.stats.rejected.Add(1)
-			return nil, ErrOverloaded
+			if e.o.Overload == OverloadReject {
+				e.m.rejected.Inc()
+				e.stats.rejected.Add(1)
+				return nil, ErrOverloaded
+			}
+			select { // wait until a batch has run, then try again
+			case <-e.freed:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-e.stopc:
+				return nil, ErrClosed
+			}
+			return e.Reserve(ctx)
 		}
 		b = e.free[len(e.free)-1]
 		e.free = e.free[:len(e.free)-1]
@@ -415,6 +429,30 @@ func (e *Engine) allocRequest() *Request {
 	}
 	r.res.Features = r.feats
 	return r
+}
+
+// Flush closes the batch taking reservations: it runs as soon as its
+// rows are submitted and a runner is free, without waiting for MaxWait or
+// more faces. With one submitting goroutine and a long MaxWait, batches
+// are then exactly the runs of submissions between flushes (cut every
+// MaxBatch): offline analysis uses this to get the same batches, and so
+// bit-identical results, when it resumes.
+func (e *Engine) Flush() {
+	e.mu.Lock()
+	b := e.cur
+	if b != nil {
+		b.closed = true
+		e.cur = nil
+		if b.unfilled == 0 {
+			e.ready = append(e.ready, b)
+		} else {
+			e.filling++
+		}
+	}
+	e.mu.Unlock()
+	if b != nil {
+		e.poke()
+	}
 }
 
 // submit marks a row filled; a full batch whose rows are all filled is ready.
@@ -543,6 +581,10 @@ func (e *Engine) execute(b *batch) {
 	b.n, b.unfilled, b.closed = 0, 0, false
 	e.free = append(e.free, b)
 	e.mu.Unlock()
+	select {
+	case e.freed <- struct{}{}:
+	default:
+	}
 }
 
 // decode copies row i's outputs into the request and applies each head's

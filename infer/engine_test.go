@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -193,6 +194,76 @@ func TestEngineFlushWhenFull(t *testing.T) {
 	}
 	if problems, err := testutil.CollectAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("metric lint: %v %v", err, problems)
+	}
+}
+
+// TestEngineExplicitFlush: Flush runs a partial batch at once (MaxWait is
+// an hour), including one whose rows are submitted after the flush, and
+// batches are cut exactly at the flushes.
+func TestEngineExplicitFlush(t *testing.T) {
+	f := &fakeRunner{md: fakeMeta()}
+	e, _ := startEngine(t, f, Options{MaxBatch: 4, MaxWait: time.Hour})
+	var rs []*Request
+	for i := 0; i < 6; i++ { // a full batch of 4, then 2
+		rs = append(rs, submitValue(t, e, float32(i)))
+	}
+	e.Flush()
+	late, err := e.Reserve(context.Background()) // reserved before, submitted after a flush
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Flush()
+	late.Input()[0], late.Input()[1] = 6, 12
+	late.Submit()
+	rs = append(rs, late)
+	e.Flush() // nothing taking reservations: no effect
+	for i, r := range rs {
+		checkResult(t, r, float32(i))
+		r.Release()
+	}
+	if got := f.batchSizes(); fmt.Sprint(got) != "[4 2 1]" {
+		t.Errorf("batch sizes %v, want [4 2 1]", got)
+	}
+}
+
+// TestEngineFlushedBatchesWait: flushed partial batches can take every
+// batch buffer while the queue still has room; with OverloadWait, Reserve
+// then waits for a buffer instead of failing.
+func TestEngineFlushedBatchesWait(t *testing.T) {
+	f := &fakeRunner{md: fakeMeta(), gate: make(chan struct{})}
+	e, _ := startEngine(t, f, Options{MaxBatch: 4, QueueLimit: 8, MaxWait: time.Hour, Overload: OverloadWait})
+	rs := make(chan *Request, 8)
+	go func() {
+		defer close(rs)
+		for i := 0; i < 8; i++ { // single-face batches: more batches than buffers
+			r, err := e.Reserve(context.Background())
+			if err != nil {
+				t.Errorf("Reserve %d: %v", i, err)
+				return
+			}
+			r.Input()[0], r.Input()[1] = float32(i), float32(2*i)
+			r.Submit()
+			e.Flush()
+			rs <- r
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the runner is gated: the submitter must be waiting
+	if n := len(rs); n >= 8 {
+		t.Fatalf("%d requests admitted with the runner stopped: more than the buffers hold", n)
+	}
+	go func() {
+		for i := 0; i < 8; i++ {
+			f.gate <- struct{}{}
+		}
+	}()
+	i := 0
+	for r := range rs {
+		checkResult(t, r, float32(i))
+		r.Release()
+		i++
+	}
+	if got := f.batchSizes(); i != 8 || len(got) != 8 {
+		t.Errorf("%d results, batch sizes %v: want eight batches of 1", i, got)
 	}
 }
 

@@ -80,6 +80,9 @@ type Status struct {
 type Frame struct {
 	Stream     string
 	Seq        uint64
+	// CapturedAt is when the frame was read; zero (offline analysis of a
+	// file) leaves captured_at and latency_ms out: the frame's time is
+	// pts_ms.
 	CapturedAt time.Time
 	PTS        time.Duration
 	// SentAt is set by the hub when the message is encoded (latency).
@@ -121,12 +124,17 @@ func AppendFrame(buf []byte, f *Frame, l *Layout, now time.Time) []byte {
 	buf = appendString(buf, f.Stream)
 	buf = append(buf, `,"seq":`...)
 	buf = strconv.AppendUint(buf, f.Seq, 10)
-	buf = append(buf, `,"captured_at":"`...)
-	buf = f.CapturedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
-	buf = append(buf, `","pts_ms":`...)
+	if !f.CapturedAt.IsZero() {
+		buf = append(buf, `,"captured_at":"`...)
+		buf = f.CapturedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+		buf = append(buf, '"')
+	}
+	buf = append(buf, `,"pts_ms":`...)
 	buf = appendFloat(buf, float64(f.PTS)/float64(time.Millisecond), 1)
-	buf = append(buf, `,"latency_ms":`...)
-	buf = appendFloat(buf, float64(now.Sub(f.CapturedAt))/float64(time.Millisecond), 1)
+	if !f.CapturedAt.IsZero() {
+		buf = append(buf, `,"latency_ms":`...)
+		buf = appendFloat(buf, float64(now.Sub(f.CapturedAt))/float64(time.Millisecond), 1)
+	}
 	buf = append(buf, `,"faces":[`...)
 	for i := range f.Faces {
 		if i > 0 {

@@ -73,6 +73,11 @@ type DetectorOptions struct {
 	// RefineRuns is how many extra model runs Refine spends per face
 	// (0: no refinement; default 4, the most useful).
 	RefineRuns int
+	// SerialRefine runs a face's refinements one after another on the
+	// caller's thread instead of concurrently: the same results, more
+	// latency, and no more than one CPU (offline analysis leaves the other
+	// CPUs to the model).
+	SerialRefine bool
 }
 
 // ErrDetector wraps detector set-up failures.
@@ -408,7 +413,8 @@ func (d *Detector) RefineTracked(frame gocv.Mat, det Detection) (Detection, bool
 	return d.refineAveraged(frame, det, refineFills[1:min(runs, len(refineFills))])
 }
 
-// refineAveraged averages the refinements at each fill, run concurrently.
+// refineAveraged averages the refinements at each fill, run concurrently
+// (unless SerialRefine).
 func (d *Detector) refineAveraged(frame gocv.Mat, start Detection, fills []float32) (Detection, bool, error) {
 	type result struct {
 		det Detection
@@ -418,6 +424,11 @@ func (d *Detector) refineAveraged(frame gocv.Mat, start Detection, fills []float
 	res := make([]result, len(fills))
 	var wg sync.WaitGroup
 	for i, f := range fills {
+		if d.o.SerialRefine {
+			r, ok, err := d.refine(frame, start, f)
+			res[i] = result{r, ok, err}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -119,7 +119,7 @@ func centre(s *Shape, a, b int) Point {
 		y += s[i].Y
 	}
 	n := float32(b - a + 1)
-	return Point{x / n, y / n}
+	return Point{X: x / n, Y: y / n}
 }
 
 // Gains: intensity 5 is reached at this change from neutral, in inter-eye

@@ -46,7 +46,7 @@ func place(p [68][2]float64, deg, iod, cx, cy float64) Shape {
 	var out Shape
 	for i, q := range p {
 		x, y := q[0]*iod, q[1]*iod
-		out[i] = Point{float32(cx + c*x - s*y), float32(cy + s*x + c*y)}
+		out[i] = Point{X: float32(cx + c*x - s*y), Y: float32(cy + s*x + c*y)}
 	}
 	return out
 }

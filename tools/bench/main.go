@@ -6,6 +6,7 @@
 //	go run ./tools/bench track [-clip FILE] [-detect-every K] [-front]
 //	go run ./tools/bench e2e [-streams N] [-model M]
 //	go run ./tools/bench latency [-clip one_face] [-size 1280x720]
+//	go run ./tools/bench analyze [-files 4] [-batch 32] [-threads N]
 package main
 
 import (
@@ -29,6 +30,8 @@ func main() {
 		err = benchE2E(os.Args[2:])
 	case "latency":
 		err = benchLatency(os.Args[2:])
+	case "analyze":
+		err = benchAnalyze(os.Args[2:])
 	default:
 		usage()
 	}
@@ -45,7 +48,8 @@ commands:
   infer   bare ONNX Runtime session vs the micro-batching engine (faces/s, latency)
   track   decoding vs ffmpeg, and capture+detect+track+align frames/s
   e2e     the real daemon on N paced 720p streams: fps per stream, latency, drops
-  latency glass-to-socket latency of WHIP and RTSP ingest, same clip, one run`)
+  latency glass-to-socket latency of WHIP and RTSP ingest, same clip, one run
+  analyze offline analysis vs its two halves alone (fps, bound, ratio)`)
 	os.Exit(2)
 }
 

@@ -26,10 +26,10 @@
 //     camera from off the optical axis has the angle it is seen at as its
 //     yaw and pitch (see Pose).
 //   - Alignment points: Shape.Align4 and Shape.Keypoints give the eye
-//     centres, nose tip and mouth centre (and ears) in BlazeFace's keypoint
+//     centres, nose tip and lip centre (and ears) in BlazeFace's keypoint
 //     layout, so track.Aligner can align from the landmarks instead of the
 //     detector's keypoints. On the one_face test clip, the true eye centres
-//     move 0.16 px (std) in the 224 px crop aligned from landmark keypoints
+//     move 0.15 px (std) in the 224 px crop aligned from landmark keypoints
 //     against 0.41 px from BlazeFace's refined keypoints
 //     (TestAlignmentJitter).
 //
@@ -38,22 +38,24 @@
 // A Predictor is safe for concurrent use: once loaded, the model is only
 // read. dlib's shape_predictor::operator() is a const member whose working
 // state (the current shape, the feature pixel values) is local to the call;
-// the wrapper's fit is the same code over the same read-only members, with
-// its buffers on the calling thread. Fits on one Predictor run in parallel
-// (TestConcurrentFit, under -race, checks them bit for bit against
-// sequential fits); Close waits for those in flight and is idempotent.
-// EstimatePose and Camera.EstimatePose are pure functions.
+// the wrapper's fit is the same algorithm over its own read-only copy of
+// the trees (repacked for speed: predictor.cpp), with its buffers local to
+// the call. Fits on one Predictor run in parallel (TestConcurrentFit, under
+// -race, checks them bit for bit against sequential fits); Close waits for
+// those in flight and is idempotent. EstimatePose and Camera.EstimatePose
+// are pure functions.
 //
 // # The model, and its licence
 //
 // The model is Debian's libdlib-data (19.24), installed at DefaultModelPath,
 // /usr/share/dlib/shape_predictor_68_face_landmarks.dat (99.7 MB; loading
-// takes about 0.6 s and holds about 65 MB of memory, freed by Close). It was trained by
-// dlib's author on the iBUG 300-W data set, whose licence excludes
-// commercial use: the model is for non-commercial research use only. dlib's
-// code is under the Boost Software License, but that does not cover the
-// model: a commercial deployment needs a landmark model trained on data
-// licensed for it (any dlib-format 68-point shape predictor loads).
+// takes about 0.6 s and holds about 65 MB of memory, freed by Close). It
+// was trained by dlib's author on the iBUG 300-W data set, whose licence
+// excludes commercial use: the model is for non-commercial research use
+// only. dlib's code is under the Boost Software License, but that does not
+// cover the model: a commercial deployment needs a landmark model trained
+// on data licensed for it (any dlib-format 68-point shape predictor
+// loads).
 //
 // # Building
 //
@@ -64,7 +66,9 @@
 //
 // # Cost
 //
-// Fit takes about 1.5 ms per face (one core, 640×360 frame, a 110 px face;
-// it does not depend much on the frame or face size) and EstimatePose about
-// 0.2 ms (BenchmarkFit, BenchmarkPose).
+// Fit takes 1.5–2 ms per face on one core (BenchmarkFit: 640×360 frame, a
+// 110 px face; the cost hardly depends on the frame or the face size)
+// where dlib's own class takes 2.7–3.3 ms on the same face
+// (BenchmarkFitDlib); EstimatePose takes 0.15–0.2 ms (BenchmarkPose). All
+// on a shared 2-core virtual machine, so the ranges.
 package landmarks

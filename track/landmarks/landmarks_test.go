@@ -277,9 +277,10 @@ func TestAstronaut(t *testing.T) {
 	// Align4 and Keypoints agree with the named points.
 	a := s.Align4()
 	k := s.Keypoints()
-	if a[0] != re || a[1] != le || a[2] != nose || a[3] != mouth ||
+	lips := s.LipCentre()
+	if a[0] != re || a[1] != le || a[2] != nose || a[3] != lips ||
 		k[track.KeyRightEye] != re || k[track.KeyLeftEye] != le || k[track.KeyNose] != nose ||
-		k[track.KeyMouth] != mouth || k[track.KeyRightEar] != s[0] || k[track.KeyLeftEar] != s[16] {
+		k[track.KeyMouth] != lips || k[track.KeyRightEar] != s[0] || k[track.KeyLeftEar] != s[16] {
 		t.Error("Align4/Keypoints disagree with the landmarks")
 	}
 	pose, err := EstimatePose(s, m.Cols(), m.Rows())
@@ -701,10 +702,10 @@ func TestAlignmentJitter(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The third way is for comparison only: landmark keypoints with the
-	// mouth at the mean of the outer lip line (48–59) rather than between
-	// the corners, which rise with a smile.
+	// mouth between the corners (which rise with a smile) rather than at
+	// the lip centre.
 	const ways = 3
-	names := [ways]string{"BlazeFace refined keypoints", "landmark keypoints", "landmarks, mouth = mean 48–59"}
+	names := [ways]string{"BlazeFace refined keypoints", "landmark keypoints", "landmarks, mouth = corners' mid"}
 	var pos [ways][][2]track.Point // per way, per frame: the true eyes in the crop
 	var geom [ways][3]float64      // per way: sums of eye distance, nose and mouth drop (in eye distances)
 	var dets []track.Detection
@@ -738,9 +739,9 @@ func TestAlignmentJitter(t *testing.T) {
 			t.Fatal(err)
 		}
 		eyes := [2]track.Point{{X: float32(gt.Eyes[0][0]), Y: float32(gt.Eyes[0][1])}, {X: float32(gt.Eyes[1][0]), Y: float32(gt.Eyes[1][1])}}
-		lips := s.Keypoints()
-		lips[track.KeyMouth] = mean(&s, 48, 59)
-		for w, kp := range [ways][track.NumKeypoints]track.Point{ref.Keypoints, s.Keypoints(), lips} {
+		corners := s.Keypoints()
+		corners[track.KeyMouth] = s.Mouth()
+		for w, kp := range [ways][track.NumKeypoints]track.Point{ref.Keypoints, s.Keypoints(), corners} {
 			sim, err := al.Transform(kp)
 			if err != nil {
 				t.Fatal(err)

@@ -29,24 +29,26 @@ type ModelPoint struct {
 //	z       forward, out of the face through the nose (towards a camera
 //	        the face looks into)
 //
-// The numbers are this package's own, rounded to the millimetre from
-// published adult anthropometric norms (means over men and women, L. G.
+// The numbers are this package's own: typical adult values (roughly the
+// means over men and women) of published anthropometric norms (L. G.
 // Farkas, "Anthropometry of the Head and Face", 2nd ed., 1994, and the
-// soft-tissue profile literature): intercanthal width en–en ≈ 33 mm,
-// biocular width ex–ex ≈ 88 mm (so the eye centres are ≈ 61 mm apart, a
-// typical interpupillary distance), the outer canthi ≈ 2 mm above the inner
-// ones (canthal tilt) and ≈ 10 mm behind them; nasion–subnasale ≈ 50 mm
-// with the iBUG bridge point 27 (not the nasion itself) at the upper-lid
-// line; nasal tip projection ≈ 18 mm ahead of subnasale; subnasale–stomion
-// ≈ 21 mm, vermilion heights ≈ 8–10 mm; mouth width ch–ch ≈ 52 mm with the
-// corners ≈ 12 mm behind the lip centres; subnasale–gnathion ≈ 66 mm.
-// Points sit where the iBUG annotation puts them (e.g. 31/35 at the bottom
-// of the nostril wings, inside the alar width al–al ≈ 35 mm). Cross-check:
-// scaled to the same 61 mm between eye centres, the x and y of every point
-// lie within 2 mm of the frontal mean shape of dlib's 68-point predictor
-// (its starting shape, TestMeanFaceMatchesPredictor); depths (z) cannot be
-// checked from 2-D data and are the least certain (±5 mm): an error there
-// scales the yaw and pitch estimates by a few per cent.
+// soft-tissue profile literature), rounded to the millimetre and placed
+// where the iBUG annotation puts each point: intercanthal width en–en ≈
+// 33 mm, biocular width ex–ex ≈ 88 mm (so the eye centres are ≈ 61 mm
+// apart, a typical interpupillary distance), the outer canthi ≈ 2 mm above
+// the inner ones (canthal tilt) and ≈ 10 mm behind them; the iBUG bridge
+// point 27 (not the nasion, which is higher) at the upper-lid line;
+// subnasale 45 mm below the inner canthi (nasion–subnasale ≈ 50 mm), the
+// nasal tip projecting ≈ 18 mm ahead of it; 31/35 at the bottom of the
+// nostril wings, inside the alar width al–al ≈ 35 mm; subnasale–stomion ≈
+// 21 mm, upper and lower vermilion ≈ 8 and 11 mm high; mouth width ch–ch ≈
+// 52 mm, the corners 8–12 mm behind the lip centres; subnasale–gnathion ≈
+// 66 mm. Cross-check: scaled to the same 60.5 mm between eye centres, the x
+// and y of every point lie within about 2 mm of the frontal mean shape of
+// dlib's 68-point predictor (its starting shape; TestMeanFaceMatchesPredictor,
+// which also finds that shape's pose within 1.3° of square-on). Depths (z)
+// cannot be checked from 2-D data and are the least certain (±5 mm): an
+// error there scales the yaw and pitch estimates by a few per cent.
 var MeanFace3D = [...]ModelPoint{
 	{8, Point3{0, -111, 2}},    // chin (gnathion)
 	{17, Point3{-54, 14, -13}}, // right brow, outer end
@@ -85,7 +87,8 @@ var MeanFace3D = [...]ModelPoint{
 // by Roll, each about the camera's fixed axes. Q maps the head frame of
 // MeanFace3D, its y and z negated (x subject's left, y down, z into the
 // head), to camera axes: the rotation solvePnP returns is Q·diag(1,−1,−1).
-// Yaw and pitch are in [−90°, 90°], roll in (−180°, 180°].
+// Yaw is in [−90°, 90°], pitch and roll in (−180°, 180°] (a head seen
+// from the front never gets near the ends).
 //
 // The angles are relative to the camera's axes, not to the line of sight:
 // a face that looks straight into the camera from off the optical axis has
@@ -96,9 +99,9 @@ type Pose struct {
 	Yaw, Pitch, Roll float32
 	// T is the head frame's origin (midway between the inner eye corners)
 	// in camera coordinates, mm: x right, y down, z forward (distance along
-	// the optical axis). Only as right as the focal length: with the
-	// default camera it is a guess scaled by the true focal length over the
-	// frame width.
+	// the optical axis). It scales with the focal length: with
+	// DefaultCamera, multiply it by the true focal length over the frame
+	// width.
 	T [3]float32
 }
 

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"github.com/affectd/affectd/config"
+	"github.com/affectd/affectd/daemon"
+	"github.com/affectd/affectd/tools/testenv"
+	"github.com/affectd/affectd/tools/testmedia"
+)
+
+// benchAnalyze measures `affectd analyze` against its two halves, each
+// alone, in one run: the first half (decode, detect, track, landmarks,
+// align) in frames/s, the engine in faces/s (full batches, analyze's
+// settings) over the faces per frame the first half found. Overlapped, the
+// whole should go as fast as the slower half: ratio = fps / bound_fps.
+func benchAnalyze(args []string) error {
+	fs := flag.NewFlagSet("analyze", flag.ExitOnError)
+	modelPath := fs.String("model", "", "ONNX model (default: a seeded random ViT-tiny, made if missing)")
+	clipName := fs.String("clip", "two_faces", "test clip")
+	size := fs.String("size", "640x360", "clip size")
+	loops := fs.Int("loops", 6, "the input is the clip this many times over (one file: research videos are long)")
+	copies := fs.Int("files", 1, "the input is analysed this many times (as separate files)")
+	batch := fs.Int("batch", 32, "analyze -batch")
+	threads := fs.Int("threads", 0, "analyze -threads (model's ONNX Runtime threads; 0: one per CPU)")
+	noLandmarks := fs.Bool("no-landmarks", false, "analyze -landmarks=false")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the third) to this file")
+	fs.Parse(args)
+
+	var w, h int
+	if _, err := fmt.Sscanf(*size, "%dx%d", &w, &h); err != nil {
+		return fmt.Errorf("-size %q: want WxH", *size)
+	}
+	clip, err := testmedia.Ensure(*clipName, w, h)
+	if err != nil {
+		return err
+	}
+	lib, err := testenv.ORTLibrary()
+	if err != nil {
+		return err
+	}
+	if *modelPath == "" {
+		m, err := testenv.BuildModel(testenv.ModelSpec{Preset: "tiny", Seed: 1, Heads: "abaw", GlobalPool: true, Demo: true})
+		if err != nil {
+			return err
+		}
+		*modelPath = m.ONNX
+	}
+	cache, _ := testenv.Cache()
+	cfg := config.Default()
+	cfg.ORT.Library = lib
+	cfg.ORT.Threads = *threads
+	cfg.Model.Path = *modelPath
+	cfg.Detector.Model = filepath.Join(cache, "blazeface", "1.2.0", "face_detection_back_256x256.onnx")
+	if *noLandmarks {
+		cfg.Landmarks.Model = ""
+	}
+	out, err := os.MkdirTemp("", "affectd-analyze-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(out)
+	input := filepath.Join(out, "input.mp4")
+	loop := exec.Command("ffmpeg", "-v", "error", "-stream_loop", fmt.Sprint(*loops-1), "-i", clip.Path, "-c", "copy", input)
+	if b, err := loop.CombinedOutput(); err != nil {
+		return fmt.Errorf("ffmpeg (looping the clip): %v: %s", err, b)
+	}
+	inputs := make([]string, *copies)
+	for i := range inputs {
+		inputs[i] = input
+	}
+	ctx := context.Background()
+	o := daemon.AnalyzeOptions{Inputs: inputs, OutDir: out, Batch: *batch, Force: true}
+
+	o.TrackOnly = true
+	cpu := cpuMeter()
+	first, err := daemon.Analyze(ctx, &cfg, o)
+	if err != nil {
+		return fmt.Errorf("first half: %w", err)
+	}
+	if first.Failed() > 0 || first.Frames == 0 {
+		return fmt.Errorf("first half: %d files failed, %d frames", first.Failed(), first.Frames)
+	}
+	trackFPS := first.FPS()
+	perFrame := float64(first.Rows) / float64(first.Frames)
+	fmt.Printf("first half (decode+detect+track+landmarks+align): %d frames in %.2fs: %.1f frames/s, %.2f faces/frame, %.2f CPUs busy\n",
+		first.Frames, first.Work.Seconds(), trackFPS, perFrame, cpu(first.Elapsed))
+
+	faces := int(first.Rows)
+	if faces < 4**batch {
+		faces = 4 * *batch
+	}
+	cpu = cpuMeter()
+	engine, err := daemon.AnalyzeEngineRate(ctx, &cfg, *batch, faces)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	engineFPS := engine / perFrame
+	fmt.Printf("second half (engine, batch %d): %.1f faces/s = %.1f frames/s at %.2f faces/frame, %.2f CPUs busy\n", *batch, engine, engineFPS, perFrame, cpu(0))
+
+	o.TrackOnly = false
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	cpu = cpuMeter()
+	whole, err := daemon.Analyze(ctx, &cfg, o)
+	if err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	if whole.Failed() > 0 {
+		return fmt.Errorf("analyze: %d files failed", whole.Failed())
+	}
+	fmt.Printf("analyze: %d frames, %d rows in %.2fs, %.2f CPUs busy (%d CPUs)\n", whole.Frames, whole.Rows, whole.Work.Seconds(), cpu(whole.Elapsed), runtime.NumCPU())
+	if whole.Batches > 0 {
+		fmt.Printf("analyze: the model ran %d batches (%.1f faces each), busy %.0f%% of the time, %.1f ms per face\n",
+			whole.Batches, float64(whole.Rows)/float64(whole.Batches), 100*whole.ModelTime.Seconds()/whole.Work.Seconds(),
+			1000*whole.ModelTime.Seconds()/float64(whole.Rows))
+	}
+	bound := min(trackFPS, engineFPS)
+	fmt.Printf("analyze: fps=%.1f bound_fps=%.1f ratio=%.3f\n", whole.FPS(), bound, whole.FPS()/bound)
+	return nil
+}
+
+// cpuMeter starts measuring the process's CPU time; the func returns the
+// CPUs kept busy on average over the wall time since (or over wall when
+// it is not 0).
+func cpuMeter() func(wall time.Duration) float64 {
+	used := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start, t0 := used(), time.Now()
+	return func(wall time.Duration) float64 {
+		if wall <= 0 {
+			wall = time.Since(t0)
+		}
+		return (used() - start).Seconds() / wall.Seconds()
+	}
+}
