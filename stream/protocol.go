@@ -78,8 +78,8 @@ type Status struct {
 
 // Frame is one analysed frame of one stream.
 type Frame struct {
-	Stream     string
-	Seq        uint64
+	Stream string
+	Seq    uint64
 	// CapturedAt is when the frame was read; zero (offline analysis of a
 	// file) leaves captured_at and latency_ms out: the frame's time is
 	// pts_ms.
