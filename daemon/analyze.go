@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -67,8 +68,10 @@ type AnalyzeOptions struct {
 	// Force re-analyses inputs whose output exists, and ignores interrupted
 	// runs.
 	Force bool
-	// Batch is the engine's batch size (default 32); a quarter of the
-	// segment length in frames (the resume checkpoints; each ends a batch).
+	// Batch is the engine's batch size (default: the config's
+	// batch.max_batch, 8 unless set: on a CPU small batches run faster per
+	// face; raise it on a GPU). The resume checkpoints come every
+	// max(4 × Batch, 128) frames, and each ends a batch.
 	Batch int
 	// Progress receives a live progress line (a terminal); nil: none.
 	Progress io.Writer
@@ -185,9 +188,6 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 	if o.Format != "csv" && o.Format != "jsonl" {
 		return nil, fmt.Errorf("analyze: format %q: want csv or jsonl", o.Format)
 	}
-	if o.Batch <= 0 {
-		o.Batch = 32
-	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -195,6 +195,9 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 		return nil, errors.New("analyze: no input files or folders")
 	}
 	c := analyzeConfig(cfg)
+	if o.Batch <= 0 {
+		o.Batch = cmp.Or(max(c.Batch.MaxBatch, 0), 8)
+	}
 	d, err := New(&c, "", o.Log)
 	if err != nil {
 		return nil, err
@@ -208,7 +211,7 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 	if d.model == nil && d.landmarks == nil && !o.TrackOnly {
 		return nil, errors.New("analyze: nothing to measure: no MAE-Face model (model.path) and no landmark model (landmarks.model)")
 	}
-	a := &analyzer{d: d, o: o, seg: int64(segmentBatches * o.Batch)}
+	a := &analyzer{d: d, o: o, seg: int64(max(segmentBatches*o.Batch, minSegment))}
 	a.current.Store("")
 	a.csv = newCSVLayout(d, o)
 	rep := &AnalyzeReport{}
@@ -245,10 +248,14 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 	return rep, ctx.Err()
 }
 
-// segmentBatches is the segment length in batches' worth of frames: a
-// longer segment leaves fewer partial batches (one per segment), a shorter
-// one loses less work to an interruption.
-const segmentBatches = 4
+// A segment (the frames between two resume checkpoints) is segmentBatches
+// batches' worth of frames, and at least minSegment frames: a longer
+// segment leaves fewer partial batches (one per segment), a shorter one
+// loses less work to an interruption.
+const (
+	segmentBatches = 4
+	minSegment     = 128
+)
 
 // analyzeConfig is cfg as analyze uses it: no streams, and unless set,
 // the model's ONNX Runtime threads leave one CPU to decoding, tracking and
@@ -911,7 +918,7 @@ func AnalyzeEngineRate(ctx context.Context, cfg *config.Config, batch, faces int
 		return 0, err
 	}
 	if batch <= 0 {
-		batch = 32
+		batch = cmp.Or(max(c.Batch.MaxBatch, 0), 8)
 	}
 	d.offline = &offlineEngine{maxBatch: batch}
 	if err := d.loadModels(); err != nil {

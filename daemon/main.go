@@ -246,7 +246,7 @@ flags:
 	points := fs.Bool("points", true, "write the 68 landmarks (x_0…x_67, y_0…y_67)")
 	features := fs.Bool("features", false, "write MAE-Face's feature vector (f_0…)")
 	force := fs.Bool("force", false, "re-analyse files whose output exists; ignore interrupted runs")
-	batch := fs.Int("batch", 32, "faces per model batch (checkpoints for resuming come every 4×batch frames)")
+	batch := fs.Int("batch", 0, "faces per model batch (0: the config's batch.max_batch, 8 by default: on a CPU small batches are faster; raise it on a GPU); resume checkpoints come every max(4×batch, 128) frames")
 	threads := fs.Int("threads", 0, "ONNX Runtime threads for the model (0: onnxruntime.threads, or one per CPU)")
 	quiet := fs.Bool("quiet", false, "no progress bar, even on a terminal")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")

@@ -26,6 +26,7 @@ func benchInfer(args []string) error {
 	seconds := fs.Float64("seconds", 3, "seconds per measurement")
 	rounds := fs.Int("rounds", 5, "alternating bare/engine rounds at the best batch size")
 	batches := fs.String("batches", "1,2,4,8,16,32", "bare batch sizes to try")
+	sweeps := fs.Int("sweeps", 1, "interleaved sweeps over the batch sizes (each size's median is used)")
 	maxWait := fs.Duration("max-wait", 5*time.Millisecond, "engine max wait")
 	spin := fs.Bool("spin", false, "let ONNX Runtime threads spin between runs")
 	fs.Parse(args)
@@ -69,13 +70,25 @@ func benchInfer(args []string) error {
 			sizes = append(sizes, s)
 		}
 	}
+	// Sweeps interleave the sizes, so that a drift of the machine's speed
+	// spreads over all of them; each size's figure is its median.
+	rates := make(map[int][]float64)
+	for k := 0; k < *sweeps; k++ {
+		for _, n := range sizes {
+			rate, msPer, _, err := bareRate(m, n, crop, dur)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("bare   batch=%-3d faces/s=%8.1f  ms/run=%8.2f  (sweep %d)\n", n, rate, msPer, k+1)
+			rates[n] = append(rates[n], rate)
+		}
+	}
 	best, bestRate := 0, 0.0
 	for _, n := range sizes {
-		rate, msPer, _, err := bareRate(m, n, crop, dur)
-		if err != nil {
-			return err
+		rate := median(rates[n])
+		if *sweeps > 1 {
+			fmt.Printf("bare   batch=%-3d faces/s=%8.1f  (median of %d sweeps)\n", n, rate, *sweeps)
 		}
-		fmt.Printf("bare   batch=%-3d faces/s=%8.1f  ms/run=%8.2f\n", n, rate, msPer)
 		if rate > bestRate {
 			best, bestRate = n, rate
 		}
