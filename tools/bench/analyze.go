@@ -16,7 +16,6 @@ import (
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/daemon"
 	"github.com/affectd/affectd/tools/testenv"
-	"github.com/affectd/affectd/tools/testmedia"
 )
 
 // benchAnalyze measures `affectd analyze` against its two halves, each
@@ -40,11 +39,7 @@ func benchAnalyze(args []string) error {
 	nRounds := fs.Int("rounds", 3, "whole runs, each between two engine-alone runs; the summary is the median round")
 	fs.Parse(args)
 
-	var w, h int
-	if _, err := fmt.Sscanf(*size, "%dx%d", &w, &h); err != nil {
-		return fmt.Errorf("-size %q: want WxH", *size)
-	}
-	clip, err := testmedia.Ensure(*clipName, w, h)
+	clip, err := ensureClip(*clipName, *size)
 	if err != nil {
 		return err
 	}
@@ -52,12 +47,8 @@ func benchAnalyze(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *modelPath == "" {
-		m, err := testenv.BuildModel(testenv.ModelSpec{Preset: "tiny", Seed: 1, Heads: "abaw", GlobalPool: true, Demo: true})
-		if err != nil {
-			return err
-		}
-		*modelPath = m.ONNX
+	if err := defaultModel(modelPath); err != nil {
+		return err
 	}
 	cache, _ := testenv.Cache()
 	cfg := config.Default()

@@ -22,7 +22,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/affectd/affectd/tools/testenv"
-	"github.com/affectd/affectd/tools/testmedia"
 )
 
 // benchE2E runs the real daemon binary on N paced 25 fps 720p file streams
@@ -40,11 +39,7 @@ func benchE2E(args []string) error {
 	keep := fs.Bool("keep", false, "keep the work folder and print the daemon's log path")
 	fs.Parse(args)
 
-	var w, h int
-	if _, err := fmt.Sscanf(*size, "%dx%d", &w, &h); err != nil {
-		return fmt.Errorf("-size %q: want WxH", *size)
-	}
-	clip, err := testmedia.Ensure(*clipName, w, h)
+	clip, err := ensureClip(*clipName, *size)
 	if err != nil {
 		return err
 	}
@@ -52,15 +47,10 @@ func benchE2E(args []string) error {
 	if err != nil {
 		return err
 	}
-	switch *modelPath {
-	case "":
-		m, err := testenv.BuildModel(testenv.ModelSpec{Preset: "tiny", Seed: 1, Heads: "abaw", GlobalPool: true, Demo: true})
-		if err != nil {
-			return err
-		}
-		*modelPath = m.ONNX
-	case "none":
+	if *modelPath == "none" {
 		*modelPath = `""`
+	} else if err := defaultModel(modelPath); err != nil {
+		return err
 	}
 	root, err := testenv.Root()
 	if err != nil {

@@ -38,12 +38,8 @@ func benchInfer(args []string) error {
 		}
 		*lib = p
 	}
-	if *modelPath == "" {
-		m, err := testenv.BuildModel(testenv.ModelSpec{Preset: "tiny", Seed: 1, Heads: "abaw", GlobalPool: true, Demo: true})
-		if err != nil {
-			return err
-		}
-		*modelPath = m.ONNX
+	if err := defaultModel(modelPath); err != nil {
+		return err
 	}
 	so := infer.SessionOptions{LibraryPath: *lib, IntraOpThreads: *threads, Spin: *spin}
 	m, err := infer.Load(*modelPath, so, nil)

@@ -37,11 +37,7 @@ func benchLatency(args []string) error {
 	modelPath := fs.String("model", "", "ONNX model (default: a seeded random ViT-tiny)")
 	fs.Parse(args)
 
-	var w, h int
-	if _, err := fmt.Sscanf(*size, "%dx%d", &w, &h); err != nil {
-		return fmt.Errorf("-size %q: want WxH", *size)
-	}
-	clip, err := testmedia.Ensure(*clipName, w, h)
+	clip, err := ensureClip(*clipName, *size)
 	if err != nil {
 		return err
 	}
@@ -53,12 +49,8 @@ func benchLatency(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *modelPath == "" {
-		m, err := testenv.BuildModel(testenv.ModelSpec{Preset: "tiny", Seed: 1, Heads: "abaw", GlobalPool: true, Demo: true})
-		if err != nil {
-			return err
-		}
-		*modelPath = m.ONNX
+	if err := defaultModel(modelPath); err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "affectd-latency-")
 	if err != nil {
@@ -164,7 +156,7 @@ func benchLatency(args []string) error {
 	mu.Lock()
 	defer mu.Unlock()
 	fmt.Printf("clip %s (%dx%d, 25 fps); WHIP: %d frames sent (H.264, %d PLIs), %d messages; RTSP: %d frames sent, %d messages\n",
-		*clipName, w, h, st.Sent, st.PLIs, len(got["whip"]), len(rtspSent), len(got["rtsp"]))
+		*clipName, clip.Width, clip.Height, st.Sent, st.PLIs, len(got["whip"]), len(rtspSent), len(got["rtsp"]))
 	res := map[string][2]float64{}
 	for _, s := range []struct {
 		name string

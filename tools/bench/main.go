@@ -6,7 +6,7 @@
 //	go run ./tools/bench track [-clip FILE] [-detect-every K] [-front]
 //	go run ./tools/bench e2e [-streams N] [-model M]
 //	go run ./tools/bench latency [-clip one_face] [-size 1280x720]
-//	go run ./tools/bench analyze [-files 4] [-batch 32] [-threads N]
+//	go run ./tools/bench analyze [-rounds 3] [-batch N] [-threads N]
 package main
 
 import (
@@ -14,6 +14,9 @@ import (
 	"os"
 	"sort"
 	"time"
+
+	"github.com/affectd/affectd/tools/testenv"
+	"github.com/affectd/affectd/tools/testmedia"
 )
 
 func main() {
@@ -51,6 +54,29 @@ commands:
   latency glass-to-socket latency of WHIP and RTSP ingest, same clip, one run
   analyze offline analysis vs its two halves alone (fps, bound, ratio)`)
 	os.Exit(2)
+}
+
+// defaultModel fills an empty -model with the benchmarks' model, a seeded
+// random ViT-tiny with ABAW heads (made if missing).
+func defaultModel(path *string) error {
+	if *path != "" {
+		return nil
+	}
+	m, err := testenv.BuildModel(testenv.ModelSpec{Preset: "tiny", Seed: 1, Heads: "abaw", GlobalPool: true, Demo: true})
+	if err != nil {
+		return err
+	}
+	*path = m.ONNX
+	return nil
+}
+
+// ensureClip returns the test clip name at -size WxH, made if missing.
+func ensureClip(name, size string) (testmedia.Clip, error) {
+	w, h, err := testmedia.ParseSize(size)
+	if err != nil {
+		return testmedia.Clip{}, fmt.Errorf("-%v", err)
+	}
+	return testmedia.Ensure(name, w, h)
 }
 
 // latencies collects durations and reports percentiles.

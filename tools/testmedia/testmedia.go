@@ -423,6 +423,14 @@ var sourceHash = sync.OnceValue(func() []byte {
 
 var memo sync.Map // stamp → struct{}: clips already checked by this process
 
+// ParseSize reads a clip size written WxH ("1280x720").
+func ParseSize(size string) (width, height int, err error) {
+	if _, err := fmt.Sscanf(size, "%dx%d", &width, &height); err != nil {
+		return 0, 0, fmt.Errorf("size %q: want WxH", size)
+	}
+	return width, height, nil
+}
+
 // Ensure returns the clip name at width x height, making it and its truth
 // under <cache>/media if they are missing or stale (a few seconds; 30 ms
 // when cached). The clips are laid out for 16:9 (see Sizes): positions

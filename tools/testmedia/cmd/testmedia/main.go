@@ -41,9 +41,9 @@ func main() {
 			fail(err)
 		}
 	case *name != "":
-		var w, h int
-		if _, err := fmt.Sscanf(*size, "%dx%d", &w, &h); err != nil {
-			fail(fmt.Errorf("bad -size %q", *size))
+		w, h, err := testmedia.ParseSize(*size)
+		if err != nil {
+			fail(fmt.Errorf("-%v", err))
 		}
 		c, err := testmedia.Ensure(*name, w, h)
 		if err != nil {
