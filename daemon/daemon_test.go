@@ -2,10 +2,8 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -55,17 +53,8 @@ func TestInProcess(t *testing.T) {
 			t.Fatalf("%d frames in 10 s", frames)
 		}
 	}
-	resp, err := http.Get("http://" + d.Addr() + "/v1/streams")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list struct {
-		Streams []StreamStatus `json:"streams"`
-	}
-	json.NewDecoder(resp.Body).Decode(&list)
-	resp.Body.Close()
-	if len(list.Streams) != 2 || list.Streams[1].State != "up" || list.Streams[1].Faces != 2 || strings.Contains(list.Streams[0].URL, "?") {
-		t.Errorf("/v1/streams: %+v", list.Streams)
+	if list := listStreams(t, d.Addr()); len(list) != 2 || list[1].State != "up" || list[1].Faces != 2 || strings.Contains(list[0].URL, "?") {
+		t.Errorf("/v1/streams: %+v", list)
 	}
 	if problems, err := testutil.GatherAndLint(d.Registry()); err != nil || len(problems) > 0 {
 		t.Errorf("metric lint: %v %v", err, problems)

@@ -348,17 +348,8 @@ func TestReloadAndSignals(t *testing.T) {
 	if maxGapB > time.Second {
 		t.Errorf("stream b paused %v during the reload", maxGapB)
 	}
-	resp, err := http.Get("http://" + proc.addr + "/v1/streams")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list struct {
-		Streams []StreamStatus `json:"streams"`
-	}
-	json.NewDecoder(resp.Body).Decode(&list)
-	resp.Body.Close()
 	var ids []string
-	for _, s := range list.Streams {
+	for _, s := range listStreams(t, proc.addr) {
 		ids = append(ids, s.ID)
 	}
 	if fmt.Sprint(ids) != "[b c]" {

@@ -36,6 +36,23 @@ func paths(t *testing.T) testPaths {
 	return testPaths{lib: lib, model: m.ONNX, detector: filepath.Join(c, "blazeface", "1.2.0", "face_detection_back_256x256.onnx")}
 }
 
+// listStreams is GET /v1/streams of the daemon at addr.
+func listStreams(t *testing.T, addr string) []StreamStatus {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/v1/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Streams []StreamStatus `json:"streams"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatalf("/v1/streams: %v", err)
+	}
+	return list.Streams
+}
+
 // streamSpec is one stream of a generated config.
 type streamSpec struct {
 	id, clip string

@@ -114,13 +114,7 @@ func runCmd(args []string, stderr io.Writer) int {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
-	switch *model {
-	case "":
-	case "none":
-		cfg.Model.Path = ""
-	default:
-		cfg.Model.Path = *model
-	}
+	applyModelFlag(cfg, *model)
 	d, err := New(cfg, *path, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "affectd: %v\n", err)
@@ -278,13 +272,7 @@ flags:
 		c := config.Default()
 		cfg = &c
 	}
-	switch *model {
-	case "":
-	case "none":
-		cfg.Model.Path = ""
-	default:
-		cfg.Model.Path = *model
-	}
+	applyModelFlag(cfg, *model)
 	if *ort != "" {
 		cfg.ORT.Library = *ort
 	}
@@ -348,4 +336,17 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// applyModelFlag applies -model to cfg: "" keeps model.path, "none" runs
+// without a MAE-Face model (the landmark backend only), anything else is
+// the model's path.
+func applyModelFlag(cfg *config.Config, model string) {
+	switch model {
+	case "":
+	case "none":
+		cfg.Model.Path = ""
+	default:
+		cfg.Model.Path = model
+	}
 }

@@ -102,10 +102,7 @@ func (p *Predictor) FitPredictorBox(frame gocv.Mat, box track.Rect) (Shape, erro
 	if rc != 0 {
 		return s, fmt.Errorf("landmarks: fit: %s", C.GoString(&cerr[0]))
 	}
-	for i := range s {
-		s[i] = track.Point{X: float32(out[2*i]), Y: float32(out[2*i+1])}
-	}
-	return s, nil
+	return toShape(&out), nil
 }
 
 // MeanShape is the predictor's starting shape: the mean of its training
@@ -120,10 +117,16 @@ func (p *Predictor) MeanShape() (Shape, error) {
 	}
 	var out [2 * N]C.float
 	C.lm_mean_shape(p.h, &out[0])
+	return toShape(&out), nil
+}
+
+// toShape reads the C side's interleaved x, y coordinates.
+func toShape(out *[2 * N]C.float) Shape {
+	var s Shape
 	for i := range s {
 		s[i] = track.Point{X: float32(out[2*i]), Y: float32(out[2*i+1])}
 	}
-	return s, nil
+	return s
 }
 
 // Close frees the model. It waits for fits in flight, and is idempotent.
@@ -174,8 +177,5 @@ func (r *refPredictor) fit(frame gocv.Mat, l, t, rt, b int) (Shape, error) {
 	if rc != 0 {
 		return s, fmt.Errorf("landmarks: reference fit: %s", C.GoString(&cerr[0]))
 	}
-	for i := range s {
-		s[i] = track.Point{X: float32(out[2*i]), Y: float32(out[2*i+1])}
-	}
-	return s, nil
+	return toShape(&out), nil
 }
