@@ -136,6 +136,17 @@ func makeStream(tb testing.TB, codec avdec.Codec, w, h int) *stream {
 	return s
 }
 
+// newDecoder opens a decoder that the test closes when it ends.
+func newDecoder(t *testing.T, codec avdec.Codec, threads int) *avdec.Decoder {
+	t.Helper()
+	d, err := avdec.New(codec, threads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
 func ffmpeg(tb testing.TB, args ...string) {
 	tb.Helper()
 	cmd := exec.Command("ffmpeg", append([]string{"-hide_banner", "-loglevel", "error", "-nostdin", "-y"}, args...)...)
@@ -278,11 +289,7 @@ func meanAbsDiff(a, b gocv.Mat) float64 {
 // copies of the pictures; each access unit must give one.
 func decodeAll(t *testing.T, s *stream, threads int) [][]byte {
 	t.Helper()
-	d, err := avdec.New(s.codec, threads)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := newDecoder(t, s.codec, threads)
 	dst := gocv.NewMat()
 	defer dst.Close()
 	var pics [][]byte
@@ -367,11 +374,7 @@ func TestDecode(t *testing.T) {
 }
 
 func testDecode(t *testing.T, s *stream) {
-	d, err := avdec.New(s.codec, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := newDecoder(t, s.codec, 0)
 	next, done := reference(t, s)
 	defer done()
 	dst := gocv.NewMat()
@@ -439,11 +442,7 @@ func TestMidStream(t *testing.T) {
 		t.Run(codec.String(), func(t *testing.T) {
 			s := makeStream(t, codec, 640, 360)
 			want := decodeAll(t, s, 0)
-			d, err := avdec.New(codec, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
+			d := newDecoder(t, codec, 0)
 			dst := gocv.NewMat()
 			defer dst.Close()
 			for i := from; i < len(s.aus); i++ {
@@ -559,11 +558,7 @@ func TestCorrupt(t *testing.T) {
 		want := decodeAll(t, s, 0)
 		for _, tc := range corruptCases(s) {
 			t.Run(codec.String()+"/"+tc.name, func(t *testing.T) {
-				d, err := avdec.New(codec, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer d.Close()
+				d := newDecoder(t, codec, 0)
 				dst := gocv.NewMat()
 				defer dst.Close()
 				for i := 0; i < tc.at; i++ {
@@ -615,11 +610,7 @@ func TestSizeChange(t *testing.T) {
 		t.Run(codec.String(), func(t *testing.T) {
 			small, big := makeStream(t, codec, 640, 360), makeStream(t, codec, 1280, 720)
 			want := decodeAll(t, big, 0)[:gop+1]
-			d, err := avdec.New(codec, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
+			d := newDecoder(t, codec, 0)
 			dst := gocv.NewMat()
 			defer dst.Close()
 			for i, au := range small.aus[:gop+5] {
@@ -665,11 +656,7 @@ func TestDst(t *testing.T) {
 		{"region", func() gocv.Mat { return parent.Region(image.Rect(10, 10, 650, 370)) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := avdec.New(avdec.H264, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
+			d := newDecoder(t, avdec.H264, 0)
 			dst := tc.dst()
 			defer dst.Close()
 			var before *uint8
@@ -701,11 +688,7 @@ func TestNoWritePastDst(t *testing.T) {
 	for _, codec := range []avdec.Codec{avdec.H264, avdec.VP8} {
 		t.Run(codec.String(), func(t *testing.T) {
 			s := makeStream(t, codec, 650, 362)
-			d, err := avdec.New(codec, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
+			d := newDecoder(t, codec, 0)
 			parent := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(90, 90, 90, 0), s.h+4, s.w, gocv.MatTypeCV8UC3)
 			defer parent.Close()
 			dst := parent.Region(image.Rect(0, 0, s.w, s.h)) // full rows: continuous, so written in place
