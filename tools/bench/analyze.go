@@ -55,9 +55,7 @@ func benchAnalyze(args []string) error {
 	cfg.ORT.Library = lib
 	cfg.ORT.Threads = *threads
 	cfg.Model.Path = *modelPath
-	if *batch <= 0 {
-		*batch = cfg.Batch.MaxBatch
-	}
+	*batch = daemon.AnalyzeBatch(&cfg, *batch)
 	cfg.Detector.Model = filepath.Join(cache, "blazeface", "1.2.0", "face_detection_back_256x256.onnx")
 	if *noLandmarks {
 		cfg.Landmarks.Model = ""
