@@ -19,7 +19,7 @@ GOTEST_FLAGS ?= -race -tags matprofile -p 1 -timeout 30m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/affectd/affectd/daemon.Version=$(VERSION)
 
-.PHONY: all setup build test lint test-python test-go test-fuzz run install bench clean
+.PHONY: all setup build test lint vulncheck test-python test-go test-fuzz run install bench clean
 
 all: build
 
@@ -33,6 +33,23 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# govulncheck, offline: the Go vulnerability database is built from the
+# pinned golang.org/x/vulndb module (its data/osv reports) into the cache,
+# since vuln.go.dev cannot be reached here. Not part of `make test`: its
+# findings include the Go toolchain's own standard library, which a
+# toolchain upgrade fixes, not this repository (README, "Checks").
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB := $(AFFECTD_CACHE)/vulndb/$(VULNDB_VERSION)
+vulncheck:
+	@if [ ! -f "$(VULNDB)/index/db.json" ]; then \
+		$(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION) && \
+		rm -rf "$(VULNDB).tmp" && \
+		$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) \
+			-vulns "$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv" -out "$(VULNDB).tmp" && \
+		mv "$(VULNDB).tmp" "$(VULNDB)"; fi
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0 -db "file://$(VULNDB)" ./...
 
 test-python:
 	$(PY) -m unittest discover -s tools/export -p 'test_*.py'

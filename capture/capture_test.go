@@ -3,7 +3,6 @@ package capture_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -367,17 +366,5 @@ func TestOpenURLs(t *testing.T) {
 				t.Errorf("String = %q, want %q", src.String(), tc.shown)
 			}
 		})
-	}
-}
-
-// goroutines waits for the goroutine count to settle at or below n.
-func goroutinesSettle(n int) int {
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		g := runtime.NumGoroutine()
-		if g <= n || time.Now().After(deadline) {
-			return g
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -2,12 +2,12 @@ package capture_test
 
 import (
 	"context"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/capture/rtsp"
+	"github.com/affectd/affectd/tools/testenv"
 	"github.com/affectd/affectd/tools/testmedia"
 )
 
@@ -28,7 +28,7 @@ func TestRTSPReconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goroutinesBefore := runtime.NumGoroutine()
+	goroutines := testenv.SnapshotGoroutines()
 	states := make(chan capture.Status, 64)
 	pool := capture.NewPool(8)
 	s, err := capture.NewStream(capture.StreamOptions{
@@ -118,7 +118,5 @@ func TestRTSPReconnect(t *testing.T) {
 		t.Errorf("%d frames not released", pool.Live())
 	}
 	pool.Close()
-	if g := goroutinesSettle(goroutinesBefore); g > goroutinesBefore {
-		t.Errorf("%d goroutines after the stream stopped, %d before", g, goroutinesBefore)
-	}
+	goroutines.Check(t)
 }

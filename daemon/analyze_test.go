@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/affectd/affectd/stream/record"
 	"github.com/affectd/affectd/tools/testmedia"
 )
 
@@ -65,6 +66,9 @@ func runAnalyze(t *testing.T, args ...string) analyzeRun {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(errb.String(), raceReport) || code == 66 {
+		t.Errorf("the race detector reported a data race in affectd analyze (status %d):\n%s", code, errb.String())
 	}
 	return analyzeRun{code, out.String(), errb.String()}
 }
@@ -285,7 +289,7 @@ func TestAnalyzeResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	var st partialState
+	var st record.State
 	for {
 		if b, err := os.ReadFile(state); err == nil && json.Unmarshal(b, &st) == nil && st.Frames >= 128 {
 			break

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -12,14 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/affectd/affectd/config"
+	"github.com/affectd/affectd/tools/testenv"
 )
 
 // TestInProcess runs the daemon inside the test binary, so that the race
 // detector sees the whole pipeline: two streams, a websocket client,
 // /v1/streams and /metrics, then a clean stop with no goroutine left.
 func TestInProcess(t *testing.T) {
+	testenv.NoLeaks(t)
 	p := paths(t)
-	before := runtime.NumGoroutine()
 	cfg, err := config.Parse([]byte(configYAML(t, p, "", streamSpec{"one", clipPath(t, "one_face"), true}, streamSpec{"two", clipPath(t, "two_faces"), true})), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -67,13 +67,5 @@ func TestInProcess(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return within 5 s of cancellation")
-	}
-	deadline = time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if g := runtime.NumGoroutine(); g > before+2 {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines after Run returned, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
 	}
 }

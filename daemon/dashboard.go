@@ -13,6 +13,10 @@ var (
 	dashboardHTML []byte
 	//go:embed web/dashboard.js
 	dashboardJS []byte
+	//go:embed web/dashboard-preview.js
+	dashboardPreviewJS []byte
+	//go:embed web/dashboard-faces.js
+	dashboardFacesJS []byte
 	//go:embed web/dashboard.css
 	dashboardCSS []byte
 )
@@ -22,10 +26,12 @@ var (
 const dashboardCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 	"connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// dashboardRoutes adds GET / (the page), /dashboard.js and /dashboard.css.
+// dashboardRoutes adds GET / (the page), its three scripts and /dashboard.css.
 func dashboardRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", staticAsset(dashboardHTML, "text/html; charset=utf-8"))
 	mux.Handle("GET /dashboard.js", staticAsset(dashboardJS, "text/javascript; charset=utf-8"))
+	mux.Handle("GET /dashboard-preview.js", staticAsset(dashboardPreviewJS, "text/javascript; charset=utf-8"))
+	mux.Handle("GET /dashboard-faces.js", staticAsset(dashboardFacesJS, "text/javascript; charset=utf-8"))
 	mux.Handle("GET /dashboard.css", staticAsset(dashboardCSS, "text/css; charset=utf-8"))
 }
 

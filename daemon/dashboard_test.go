@@ -53,6 +53,8 @@ func TestDashboard(t *testing.T) {
 		}{
 			{"/", "text/html; charset=utf-8", 200},
 			{"/dashboard.js", "text/javascript; charset=utf-8", 200},
+			{"/dashboard-preview.js", "text/javascript; charset=utf-8", 200},
+			{"/dashboard-faces.js", "text/javascript; charset=utf-8", 200},
 			{"/dashboard.css", "text/css; charset=utf-8", 200},
 			{"/v1", "text/plain; charset=utf-8", 200},
 			{"/v1/streams", "", 401},

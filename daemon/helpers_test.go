@@ -1,7 +1,7 @@
 package daemon
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -87,7 +87,9 @@ var (
 	binErr  error
 )
 
-// binary builds the real affectd once per test process.
+// binary builds the real affectd once per test process, with the race
+// detector: a race anywhere in the daemon fails the test that saw it
+// (startBinary checks the log and the exit status).
 func binary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -102,7 +104,7 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "affectd")
-		cmd := exec.Command("go", "build", "-o", binPath, "./daemon/cmd/affectd")
+		cmd := exec.Command("go", "build", "-race", "-o", binPath, "./daemon/cmd/affectd")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -114,7 +116,7 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-// proc is a running affectd binary.
+// proc is a running affectd binary (built with -race).
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
@@ -122,13 +124,43 @@ type proc struct {
 	addr   string
 	mu     sync.Mutex
 	log    strings.Builder
+	line   []byte      // a partial line of the log
+	listen chan string // the address, from the log
 	exited chan struct{}
 	err    error
 }
 
 var listenRE = regexp.MustCompile(`msg=listening addr=http://(\S+)`)
 
-// startBinary runs affectd on a config and waits until it listens and is ready.
+// Write collects the daemon's log (its stderr): exec copies into it, and
+// Wait returns only once all of it is in.
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log.Write(b)
+	p.line = append(p.line, b...)
+	for {
+		i := bytes.IndexByte(p.line, '\n')
+		if i < 0 {
+			break
+		}
+		if m := listenRE.FindSubmatch(p.line[:i]); m != nil {
+			select {
+			case p.listen <- string(m[1]):
+			default:
+			}
+		}
+		p.line = p.line[i+1:]
+	}
+	return len(b), nil
+}
+
+// raceReport is how the race detector begins a report.
+const raceReport = "WARNING: DATA RACE"
+
+// startBinary runs affectd on a config and waits until it listens and is
+// ready. When the test ends the daemon gets SIGTERM (SIGKILL after 10 s);
+// a race report in its log fails the test.
 func startBinary(t *testing.T, cfg string) *proc {
 	t.Helper()
 	dir := t.TempDir()
@@ -136,38 +168,32 @@ func startBinary(t *testing.T, cfg string) *proc {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cfg: path, exited: make(chan struct{})}
+	p := &proc{t: t, cfg: path, exited: make(chan struct{}), listen: make(chan string, 1)}
 	p.cmd = exec.Command(binary(t), "run", "-config", path)
-	stderr, _ := p.cmd.StderrPipe()
+	p.cmd.Stderr = p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.log.WriteString(line + "\n")
-			p.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.exited
-		if t.Failed() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Signal(syscall.SIGKILL)
+			<-p.exited
+		}
+		if strings.Contains(p.logs(), raceReport) {
+			t.Errorf("the race detector reported a data race in affectd:\n%s", p.logs())
+		} else if t.Failed() {
 			t.Logf("affectd log:\n%s", p.logs())
 		}
 	})
 	select {
-	case p.addr = <-addr:
+	case p.addr = <-p.listen:
 	case <-p.exited:
 		t.Fatalf("affectd exited: %v\n%s", p.err, p.logs())
 	case <-time.After(60 * time.Second):

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/affectd/affectd/stream/preview"
 )
 
 // routes is the one HTTP surface (DESIGN.md): /v1/ws, /v1/streams,
@@ -50,7 +52,7 @@ func (d *Daemon) routes() http.Handler {
 
 func (d *Daemon) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := d.cfg.AuthToken
+		token := d.cfg.Load().AuthToken
 		if token == "" {
 			next.ServeHTTP(w, r)
 			return
@@ -114,18 +116,17 @@ type StreamStatus struct {
 func (d *Daemon) listStreams(w http.ResponseWriter, r *http.Request) {
 	out := []StreamStatus{}
 	var interval float64
-	if d.loaded.Load() && d.pacer != nil {
-		interval = float64(d.pacer.Interval().Microseconds()) / 1000
+	if m := d.models.Load(); m != nil && m.Pacer != nil {
+		interval = float64(m.Pacer.Interval().Microseconds()) / 1000
 	}
 	for _, p := range d.pipelines() {
-		st := p.cap.Stats()
+		st, an := p.cap.Stats(), p.an.Stats()
 		info := p.info()
-		errText, _ := p.lastErr.Load().(string)
 		out = append(out, StreamStatus{
-			ID: info.ID, URL: info.URL, Kind: info.Kind, State: info.State, Error: errText,
-			FPS: round1(p.outFPS.Rate()), InputFPS: round1(st.FPS), Faces: int(p.faces.Load()),
+			ID: info.ID, URL: info.URL, Kind: info.Kind, State: info.State, Error: p.lastError(),
+			FPS: round1(p.frames.Rate()), InputFPS: round1(st.FPS), Faces: an.Faces,
 			Captured: st.Captured, Dropped: st.Dropped, Interval: interval,
-			Width: int(p.width.Load()), Height: int(p.height.Load()),
+			Width: an.Width, Height: an.Height,
 		})
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -154,7 +155,7 @@ func (d *Daemon) calibrate(w http.ResponseWriter, r *http.Request) {
 		face = id + "/" + face
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if d.landmarks == nil || !d.loaded.Load() {
+	if m := d.models.Load(); m == nil || m.Core.Landmarks == nil {
 		w.WriteHeader(http.StatusConflict)
 		json.NewEncoder(w).Encode(map[string]any{"error": "landmarks are off: nothing to calibrate"})
 		return
@@ -167,17 +168,15 @@ func (d *Daemon) calibrate(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"error": "no such stream"})
 		return
 	}
-	req := calibrateReq{face: face, reply: make(chan bool, 1)}
-	select {
-	case p.calibrate <- req:
-	case <-p.done:
-		w.WriteHeader(http.StatusNotFound)
-		json.NewEncoder(w).Encode(map[string]any{"error": "stream stopped"})
-		return
-	case <-r.Context().Done():
+	known, err := p.an.Calibrate(r.Context(), face)
+	if err != nil {
+		if r.Context().Err() == nil {
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(map[string]any{"error": "stream stopped"})
+		}
 		return
 	}
-	if !<-req.reply {
+	if !known {
 		w.WriteHeader(http.StatusNotFound)
 		json.NewEncoder(w).Encode(map[string]any{"error": "no such face on this stream", "face": face})
 		return
@@ -190,10 +189,6 @@ func (d *Daemon) calibrate(w http.ResponseWriter, r *http.Request) {
 // preview.fps a second and scaled to preview.max_width. X-Frame-Size gives
 // the source's size (face boxes are in its pixels).
 func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
-	if !d.cfg.Preview.Enabled {
-		http.Error(w, "previews are off (preview.enabled)", http.StatusNotFound)
-		return
-	}
 	d.mu.Lock()
 	p := d.streams[r.PathValue("stream")]
 	d.mu.Unlock()
@@ -201,12 +196,17 @@ func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such stream", http.StatusNotFound)
 		return
 	}
-	p.wantPreview(3 * time.Second)
-	interval := time.Duration(float64(time.Second) / d.cfg.Preview.FPS)
-	next := func(after uint64, within time.Duration) *previewPicture {
+	pv := p.preview
+	if pv == nil {
+		http.Error(w, "previews are off (preview.enabled)", http.StatusNotFound)
+		return
+	}
+	pv.Want(3 * time.Second)
+	interval := pv.Interval()
+	next := func(after uint64, within time.Duration) *preview.Picture {
 		deadline := time.Now().Add(within)
 		for {
-			if pic := p.preview.Load(); pic != nil && pic.seq > after {
+			if pic := pv.Latest(); pic != nil && pic.Seq > after {
 				return pic
 			}
 			if time.Now().After(deadline) {
@@ -219,7 +219,7 @@ func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
 				return nil
 			case <-time.After(interval / 4):
 			}
-			p.wantPreview(3 * time.Second)
+			pv.Want(3 * time.Second)
 		}
 	}
 	h := w.Header()
@@ -231,9 +231,9 @@ func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.Set("Content-Type", "image/jpeg")
-		h.Set("X-Frame-Size", fmt.Sprintf("%dx%d", pic.width, pic.height))
-		h.Set("X-Frame-Seq", fmt.Sprint(pic.seq))
-		w.Write(pic.jpeg)
+		h.Set("X-Frame-Size", fmt.Sprintf("%dx%d", pic.Width, pic.Height))
+		h.Set("X-Frame-Seq", fmt.Sprint(pic.Seq))
+		w.Write(pic.JPEG)
 		return
 	}
 	const boundary = "affectdframe"
@@ -245,9 +245,9 @@ func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
 		if pic == nil {
 			return
 		}
-		seq = pic.seq
-		fmt.Fprintf(w, "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Frame-Size: %dx%d\r\nX-Frame-Seq: %d\r\n\r\n", boundary, len(pic.jpeg), pic.width, pic.height, pic.seq)
-		if _, err := w.Write(pic.jpeg); err != nil {
+		seq = pic.Seq
+		fmt.Fprintf(w, "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Frame-Size: %dx%d\r\nX-Frame-Seq: %d\r\n\r\n", boundary, len(pic.JPEG), pic.Width, pic.Height, pic.Seq)
+		if _, err := w.Write(pic.JPEG); err != nil {
 			return
 		}
 		io.WriteString(w, "\r\n")

@@ -224,7 +224,9 @@ OpenFace 2 FeatureExtraction's columns (frame, face_id, timestamp,
 confidence, success, pose_*, x_0…y_67, AUxx_r, AUxx_c) plus valence,
 arousal and expr_* from the model. An interrupted run resumes where it
 stopped; finished files are skipped (-force redoes them). Unreadable files
-are reported and skipped. Exit status 1 when a file failed.
+are reported and skipped. Exit status 1 when a file failed. Frames go
+through the same analyzer as the daemon's live streams: with the same
+config (and -smooth for run's smoothing) the numbers are the same.
 
 flags:
 `)
@@ -242,6 +244,7 @@ flags:
 	force := fs.Bool("force", false, "re-analyse files whose output exists; ignore interrupted runs")
 	batch := fs.Int("batch", 0, "faces per model batch (0: the config's batch.max_batch, 8 by default: on a CPU small batches are faster; raise it on a GPU); resume checkpoints come every max(4×batch, 128) frames")
 	threads := fs.Int("threads", 0, "ONNX Runtime threads for the model (0: onnxruntime.threads, or one per CPU)")
+	smooth := fs.Bool("smooth", false, "smooth each face's values over time with the config's smoothing section, as affectd run does (off: raw per-frame values); resuming then replays the model over the frames done")
 	quiet := fs.Bool("quiet", false, "no progress bar, even on a terminal")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -285,6 +288,7 @@ flags:
 	if *threads > 0 {
 		cfg.ORT.Threads = *threads
 	}
+	cfg.Smoothing.Enabled = *smooth
 	o := AnalyzeOptions{
 		Inputs: fs.Args(), OutDir: *out, Format: *format, Points: *points, Features: *features,
 		Force: *force, Batch: *batch, Log: log,

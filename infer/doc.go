@@ -1,6 +1,8 @@
 // Package infer runs MAE-Face models: it loads an ONNX model and its
 // affectd.* metadata (the model contract of DESIGN.md), owns the ONNX
-// Runtime session, and batches faces from every stream into one queue.
+// Runtime session, batches faces from every stream into one queue, and
+// shares the model fairly among them (Pacer). The per-frame path that
+// feeds it is infer/analysis; the landmark AU backend is infer/lmau.
 //
 // # Concurrency
 //

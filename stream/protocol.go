@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/affectd/affectd/infer/analysis"
 )
 
 // Version is the wire protocol version ("v" in every message). Field
@@ -28,33 +30,10 @@ type ModelInfo struct {
 	Backbone string `json:"backbone,omitempty"`
 	// Demo is true for a random demo model: its values are not affect
 	// estimates.
-	Demo      bool       `json:"demo"`
-	Precision string     `json:"precision,omitempty"`
-	Provider  string     `json:"provider,omitempty"`
-	Heads     []HeadInfo `json:"heads"`
-}
-
-// HeadInfo describes one head: frames carry it as an object of
-// label → value under the head's name.
-type HeadInfo struct {
-	Name       string   `json:"name"`
-	Labels     []string `json:"labels"`
-	Activation string   `json:"activation"`
-	Threshold  *float32 `json:"threshold,omitempty"`
-	// Source is "model" (the MAE-Face model's head) or "landmarks" (the
-	// landmark backend: computed on every frame).
-	Source string `json:"source"`
-	// Range is the values' range: "0..1", "-1..1" or "0..5" (OpenFace's
-	// AU intensity scale).
-	Range string `json:"range"`
-}
-
-// Layout is what a stream's frames carry beyond boxes and ids: the heads
-// (model order, then landmark ones) and the blend-shape names.
-type Layout struct {
-	Heads []HeadInfo
-	// BlendShapes names Face.Blend's entries (ARKit names).
-	BlendShapes []string
+	Demo      bool                `json:"demo"`
+	Precision string              `json:"precision,omitempty"`
+	Provider  string              `json:"provider,omitempty"`
+	Heads     []analysis.HeadInfo `json:"heads"`
 }
 
 // StreamInfo is a stream as clients see it.
@@ -76,62 +55,34 @@ type Status struct {
 	At      time.Time `json:"at"`
 }
 
-// Frame is one analysed frame of one stream.
-type Frame struct {
-	Stream string
-	Seq    uint64
-	// CapturedAt is when the frame was read; zero (offline analysis of a
-	// file) leaves captured_at and latency_ms out: the frame's time is
-	// pts_ms.
-	CapturedAt time.Time
-	PTS        time.Duration
-	// SentAt is set by the hub when the message is encoded (latency).
-	Faces []Face
-}
-
-// Face is one tracked face in a frame.
-type Face struct {
-	ID    string
-	Box   [4]float32 // x, y, w, h in source-frame pixels
-	Score float32
-	// EstimateSeq is the frame the model's estimate comes from (0: none
-	// yet); it trails Seq when the model analyses the face less often.
-	// Landmark heads are always of this frame.
-	EstimateSeq uint64
-	// Values holds one slice per head of the layout, aligned with the
-	// head's labels; a nil slice (or nil Values) means no value.
-	Values [][]float32
-	// Pose is the head pose (nil without landmarks).
-	Pose *Pose
-	// Blend holds the blend-shape weights, in Layout.BlendShapes order
-	// (nil unless the stream asks for them).
-	Blend []float32
-	// Landmarks are the 68 points (nil unless the stream asks for them).
-	Landmarks *[68][2]float32
-}
-
-// Pose is a head pose: degrees, and millimetres in camera coordinates.
-type Pose struct {
-	Yaw, Pitch, Roll float32
-	T                [3]float32
+// Encoding chooses what a frame message carries beyond boxes, ids, heads
+// and pose.
+type Encoding struct {
+	// Blendshapes and Landmarks add the blend shapes and the 68 points
+	// (per stream: blendshapes and landmarks in its config).
+	Blendshapes, Landmarks bool
+	// Offline leaves captured_at and latency_ms out (offline analysis of
+	// a file): the frame's time is pts_ms.
+	Offline bool
 }
 
 // AppendFrame encodes a frame message; latency is capture → now.
-func AppendFrame(buf []byte, f *Frame, l *Layout, now time.Time) []byte {
+func AppendFrame(buf []byte, f *analysis.FrameResult, l *analysis.Layout, enc Encoding, now time.Time) []byte {
+	live := !enc.Offline && !f.CapturedAt.IsZero()
 	buf = append(buf, `{"type":"frame","v":`...)
 	buf = strconv.AppendInt(buf, Version, 10)
 	buf = append(buf, `,"stream":`...)
 	buf = appendString(buf, f.Stream)
 	buf = append(buf, `,"seq":`...)
 	buf = strconv.AppendUint(buf, f.Seq, 10)
-	if !f.CapturedAt.IsZero() {
+	if live {
 		buf = append(buf, `,"captured_at":"`...)
 		buf = f.CapturedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
 		buf = append(buf, '"')
 	}
 	buf = append(buf, `,"pts_ms":`...)
 	buf = appendFloat(buf, float64(f.PTS)/float64(time.Millisecond), 1)
-	if !f.CapturedAt.IsZero() {
+	if live {
 		buf = append(buf, `,"latency_ms":`...)
 		buf = appendFloat(buf, float64(now.Sub(f.CapturedAt))/float64(time.Millisecond), 1)
 	}
@@ -140,12 +91,12 @@ func AppendFrame(buf []byte, f *Frame, l *Layout, now time.Time) []byte {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendFace(buf, &f.Faces[i], l)
+		buf = appendFace(buf, &f.Faces[i], l, enc)
 	}
 	return append(buf, "]}"...)
 }
 
-func appendFace(buf []byte, fc *Face, l *Layout) []byte {
+func appendFace(buf []byte, fc *analysis.Face, l *analysis.Layout, enc Encoding) []byte {
 	buf = append(buf, `{"id":`...)
 	buf = appendString(buf, fc.ID)
 	buf = append(buf, `,"box":[`...)
@@ -226,7 +177,7 @@ func appendFace(buf []byte, fc *Face, l *Layout) []byte {
 		}
 		buf = append(buf, "]}"...)
 	}
-	if fc.Blend != nil {
+	if enc.Blendshapes && fc.Blend != nil {
 		buf = append(buf, `,"blendshapes":{`...)
 		for i, name := range l.BlendShapes {
 			if i >= len(fc.Blend) {
@@ -241,7 +192,7 @@ func appendFace(buf []byte, fc *Face, l *Layout) []byte {
 		}
 		buf = append(buf, '}')
 	}
-	if lm := fc.Landmarks; lm != nil {
+	if lm := fc.Landmarks; enc.Landmarks && lm != nil {
 		buf = append(buf, `,"landmarks":[`...)
 		for i, q := range lm {
 			if i > 0 {

@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +12,9 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/affectd/affectd/infer/analysis"
+	"github.com/affectd/affectd/tools/testenv"
 )
 
 func newTestHub(t *testing.T, o HubOptions) (*Hub, *httptest.Server, *prometheus.Registry) {
@@ -237,7 +238,7 @@ func TestHubPingKeepsAliveAndCloseSaysGoingAway(t *testing.T) {
 }
 
 func TestHubNoGoroutineLeak(t *testing.T) {
-	before := runtime.NumGoroutine()
+	goroutines := testenv.SnapshotGoroutines()
 	func() {
 		h, srv, _ := newTestHub(t, HubOptions{})
 		for i := 0; i < 5; i++ {
@@ -249,30 +250,24 @@ func TestHubNoGoroutineLeak(t *testing.T) {
 		h.Close()
 		srv.Close()
 	}()
-	deadline := time.Now().Add(3 * time.Second)
-	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if g := runtime.NumGoroutine(); g > before+2 {
-		t.Errorf("%d goroutines, %d before", g, before)
-	}
+	goroutines.Check(t)
 }
 
 func TestAppendFrameIsValidJSON(t *testing.T) {
 	th := float32(0.5)
-	layout := &Layout{Heads: []HeadInfo{
+	layout := &analysis.Layout{Heads: []analysis.HeadInfo{
 		{Name: "au", Labels: []string{"AU1", "AU12"}, Activation: "sigmoid", Threshold: &th, Source: "model"},
 		{Name: "va", Labels: []string{"valence", "arousal"}, Activation: "tanh", Source: "model"},
 	}, BlendShapes: []string{"jawOpen", "browInnerUp"}}
-	f := &Frame{
+	f := &analysis.FrameResult{
 		Stream: `cam"1`, Seq: 42, CapturedAt: time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC), PTS: 1500 * time.Millisecond,
-		Faces: []Face{
+		Faces: []analysis.Face{
 			{ID: "cam1/7", Box: [4]float32{1, 2, 3, 4}, Score: 0.97, EstimateSeq: 40, Values: [][]float32{{0.2, 0.81}, {0.32, float32(math.NaN())}}},
-			{ID: "cam1/8", Box: [4]float32{5, 6, 7, 8}, Score: 0.9, Pose: &Pose{Yaw: 10, Pitch: -5, Roll: 2.5, T: [3]float32{1, 2, 600}},
+			{ID: "cam1/8", Box: [4]float32{5, 6, 7, 8}, Score: 0.9, Pose: &analysis.Pose{Yaw: 10, Pitch: -5, Roll: 2.5, T: [3]float32{1, 2, 600}},
 				Blend: []float32{0.25, 0}, Landmarks: &[68][2]float32{{1, 2}}},
 		},
 	}
-	b := AppendFrame(nil, f, layout, f.CapturedAt.Add(41200*time.Microsecond))
+	b := AppendFrame(nil, f, layout, Encoding{Blendshapes: true, Landmarks: true}, f.CapturedAt.Add(41200*time.Microsecond))
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("%s: %v", b, err)
@@ -308,68 +303,16 @@ func TestAppendFrameIsValidJSON(t *testing.T) {
 	if lm := f1["landmarks"].([]any); len(lm) != 68 || lm[0].([]any)[1] != 2.0 {
 		t.Errorf("landmarks %v", lm)
 	}
-}
 
-func TestOneEuro(t *testing.T) {
-	// Constant input: constant output.
-	f := OneEuro{MinCutoff: 1, Beta: 0.05, DCutoff: 1}
-	for i := 0; i < 50; i++ {
-		if v := f.Filter(0.3, time.Duration(i)*40*time.Millisecond); math.Abs(v-0.3) > 1e-12 {
-			t.Fatalf("constant input drifted to %v", v)
-		}
+	// Without the stream's options no blend shapes or points; offline, no
+	// capture time or latency.
+	b = AppendFrame(nil, f, layout, Encoding{Offline: true}, time.Now())
+	m = nil
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", b, err)
 	}
-	// Noise: the filtered signal varies less than the raw one.
-	rng := rand.New(rand.NewPCG(1, 1))
-	g := OneEuro{MinCutoff: 1, Beta: 0.05, DCutoff: 1}
-	var rawVar, outVar float64
-	for i := 0; i < 500; i++ {
-		x := 0.5 + 0.1*rng.NormFloat64()
-		y := g.Filter(x, time.Duration(i)*40*time.Millisecond)
-		if i > 50 {
-			rawVar += (x - 0.5) * (x - 0.5)
-			outVar += (y - 0.5) * (y - 0.5)
-		}
-	}
-	if outVar > rawVar/4 {
-		t.Errorf("variance %v after filtering, %v before: want at least 4× less", outVar, rawVar)
-	}
-	// A step is followed: within half a second most of the way there.
-	h := OneEuro{MinCutoff: 1, Beta: 0.5, DCutoff: 1}
-	var y float64
-	for i := 0; i < 40; i++ {
-		x := 0.0
-		if i >= 20 {
-			x = 1
-		}
-		y = h.Filter(x, time.Duration(i)*40*time.Millisecond)
-		if i == 32 && y < 0.8 {
-			t.Errorf("0.5 s after a step: %v, want > 0.8", y)
-		}
-	}
-}
-
-func TestSmootherSoftmaxAndForget(t *testing.T) {
-	s := NewSmoother(SmoothOptions{Enabled: true, MinCutoff: 1, Beta: 0, DCutoff: 1})
-	for i := 0; i < 10; i++ {
-		p := float32(i%2) * 0.8
-		heads := [][]float32{{0.5}, {0.1 + p, 0.9 - p}}
-		s.Apply("a/1", time.Duration(i)*40*time.Millisecond, heads, []bool{false, true})
-		if sum := heads[1][0] + heads[1][1]; math.Abs(float64(sum-1)) > 1e-5 {
-			t.Fatalf("softmax head sums to %v after smoothing", sum)
-		}
-	}
-	if s.Faces() != 1 {
-		t.Fatalf("%d faces", s.Faces())
-	}
-	s.Forget("a/1")
-	if s.Faces() != 0 {
-		t.Fatal("state kept after Forget")
-	}
-	raw := NewSmoother(SmoothOptions{})
-	heads := [][]float32{{0.25}}
-	raw.Apply("x", 0, heads, nil)
-	raw.Apply("x", time.Second, [][]float32{{0.75}}, nil)
-	if raw.Faces() != 0 || heads[0][0] != 0.25 {
-		t.Fatal("disabled smoothing changed values or kept state")
+	f1 = m["faces"].([]any)[1].(map[string]any)
+	if _, ok := f1["blendshapes"]; ok || f1["landmarks"] != nil || m["captured_at"] != nil || m["latency_ms"] != nil || m["pts_ms"] != 1500.0 {
+		t.Errorf("offline, no options: %s", b)
 	}
 }

@@ -127,8 +127,13 @@ func NewServer(o Options) (*Server, error) {
 	se := pion.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]pion.NetworkType{pion.NetworkTypeUDP4, pion.NetworkTypeUDP6})
-	if len(o.NAT1To1IPs) > 0 {
-		se.SetNAT1To1IPs(o.NAT1To1IPs, pion.ICECandidateTypeHost)
+	if len(o.NAT1To1IPs) > 0 { // host candidates carry the public addresses instead
+		err := se.SetICEAddressRewriteRules(pion.ICEAddressRewriteRule{
+			External: o.NAT1To1IPs, AsCandidateType: pion.ICECandidateTypeHost, Mode: pion.ICEAddressRewriteReplace,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("webrtc: nat_1to1_ips: %w", err)
+		}
 	}
 	if o.Loopback {
 		se.SetIncludeLoopbackCandidate(true)

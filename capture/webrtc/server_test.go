@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/tools/testenv"
 )
 
 // offerSDP makes a real offer from a pion peer sending one video track.
@@ -103,7 +103,7 @@ func do(t testing.TB, method, url, ctype, token, body string) (*http.Response, s
 // TestWHIPStatusCodes sends each kind of bad request and checks the answer
 // RFC 9725 asks for, then that no goroutine is left behind.
 func TestWHIPStatusCodes(t *testing.T) {
-	before := runtime.NumGoroutine()
+	goroutines := testenv.SnapshotGoroutines()
 	func() {
 		s, hs, stop := newTestServer(t, Options{Token: "tok"})
 		defer stop()
@@ -179,14 +179,7 @@ func TestWHIPStatusCodes(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if g := runtime.NumGoroutine(); g > before+2 {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
-	}
+	goroutines.Check(t)
 }
 
 // FuzzWHIPOffer posts arbitrary bodies to the offer endpoint: it answers

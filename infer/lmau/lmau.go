@@ -1,17 +1,3 @@
-// Package lmau is the landmark AU backend: action-unit intensities on
-// OpenFace's 0–5 scale, occurrence flags, and ARKit-named blend shapes,
-// computed from a face's 68 landmarks (iBUG 300-W order) relative to that
-// face's own neutral.
-//
-// Geometry carries only some AUs: AU1, AU2, AU4, AU5, AU12, AU15, AU20,
-// AU25, AU26 and AU45 here. Every measurement is taken in the face's own
-// frame (eye centres on a horizontal line one unit apart), so in-plane
-// rotation, scale and position do not change it. Intensities come from how
-// far each measurement is from the face's neutral baseline, learnt online
-// (a slow running median per track, as OpenFace normalises per person) and
-// reset on demand (Calibrate). It gives no valence or arousal.
-//
-// An Estimator belongs to one goroutine (a stream's collector).
 package lmau
 
 import (
@@ -278,31 +264,20 @@ type Result struct {
 	Blend  [16]float32     // 0–1, BlendShapes order
 }
 
-// Estimator keeps every face's neutral for one stream. It belongs to one
-// goroutine.
-type Estimator struct {
-	faces map[string]*face
-}
-
-type face struct {
+// Face is one face's landmark AU state: its neutral, learnt from its own
+// frames, and a pending calibration. The zero value is ready to use; it
+// belongs to one goroutine.
+type Face struct {
 	base      Baseline
 	calibrate bool
 }
 
-// NewEstimator makes an estimator.
-func NewEstimator() *Estimator { return &Estimator{faces: map[string]*face{}} }
-
-// Update measures a face in a frame, learns its neutral and returns its
+// Update measures the face in a frame, learns its neutral and returns its
 // estimate; ok is false for a degenerate shape.
-func (e *Estimator) Update(id string, s *Shape) (r Result, ok bool) {
+func (fc *Face) Update(s *Shape) (r Result, ok bool) {
 	f, ok := Measure(s)
 	if !ok {
 		return r, false
-	}
-	fc := e.faces[id]
-	if fc == nil {
-		fc = &face{}
-		e.faces[id] = fc
 	}
 	fc.base.Update(&f)
 	if fc.calibrate {
@@ -318,19 +293,5 @@ func (e *Estimator) Update(id string, s *Shape) (r Result, ok bool) {
 	return r, true
 }
 
-// Calibrate makes the face's next frame its neutral. It reports whether
-// the face is known.
-func (e *Estimator) Calibrate(id string) bool {
-	fc := e.faces[id]
-	if fc == nil {
-		return false
-	}
-	fc.calibrate = true
-	return true
-}
-
-// Forget drops a face's neutral (its track ended).
-func (e *Estimator) Forget(id string) { delete(e.faces, id) }
-
-// Faces is the number of faces with a neutral.
-func (e *Estimator) Faces() int { return len(e.faces) }
+// Calibrate makes the face's next frame its neutral.
+func (fc *Face) Calibrate() { fc.calibrate = true }

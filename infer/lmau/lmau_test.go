@@ -80,11 +80,11 @@ func openMouth(a float64) Shape {
 // estimate runs a fresh estimator: the first shape is the neutral.
 func estimate(t *testing.T, neutral, face Shape) Result {
 	t.Helper()
-	e := NewEstimator()
-	if _, ok := e.Update("f", &neutral); !ok {
+	var e Face
+	if _, ok := e.Update(&neutral); !ok {
 		t.Fatal("neutral: degenerate")
 	}
-	r, ok := e.Update("f", &face)
+	r, ok := e.Update(&face)
 	if !ok {
 		t.Fatal("degenerate")
 	}
@@ -228,41 +228,34 @@ func TestInvariance(t *testing.T) {
 }
 
 func TestBaselineLearnsAndCalibrates(t *testing.T) {
-	e := NewEstimator()
+	var e Face
 	n, open := neutral(), openMouth(0.2)
-	e.Update("f", &n)
-	r, _ := e.Update("f", &open)
+	e.Update(&n)
+	r, _ := e.Update(&open)
 	if r.AU[AU25] < 2.5 {
 		t.Fatalf("AU25 %.2f against a neutral first frame", r.AU[AU25])
 	}
 	// Calibrate on the open mouth: it becomes the neutral.
-	if !e.Calibrate("f") {
-		t.Fatal("Calibrate: unknown face")
-	}
-	r, _ = e.Update("f", &open)
+	e.Calibrate()
+	r, _ = e.Update(&open)
 	if r.AU[AU25] != 0 || r.AU[AU26] != 0 {
 		t.Fatalf("after calibrating: AU25 %.2f AU26 %.2f, want 0", r.AU[AU25], r.AU[AU26])
 	}
 	// A sustained new resting face is learnt slowly: 30 s at 25 fps.
-	e2 := NewEstimator()
-	e2.Update("g", &n)
+	var e2 Face
+	e2.Update(&n)
 	for i := 0; i < 750; i++ {
-		r, _ = e2.Update("g", &open)
+		r, _ = e2.Update(&open)
 	}
 	if r.AU[AU25] > 1 {
 		t.Errorf("after 30 s of a new resting face, AU25 still %.2f", r.AU[AU25])
-	}
-	r2, _ := e2.Update("g", &open)
-	_ = r2
-	e2.Forget("g")
-	if e2.Faces() != 0 || e2.Calibrate("g") {
-		t.Error("Forget kept the face")
 	}
 }
 
 func TestDegenerate(t *testing.T) {
 	var s Shape
-	if _, ok := NewEstimator().Update("x", &s); ok {
+	var e Face
+	if _, ok := e.Update(&s); ok {
 		t.Error("a shape of one point: ok")
 	}
 }

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -15,7 +14,7 @@ import (
 
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/daemon"
-	"github.com/affectd/affectd/tools/testenv"
+	"github.com/affectd/affectd/infer"
 )
 
 // benchAnalyze measures `affectd analyze` against its two halves, each
@@ -43,20 +42,13 @@ func benchAnalyze(args []string) error {
 	if err != nil {
 		return err
 	}
-	lib, err := testenv.ORTLibrary()
+	cfg, err := benchConfig(*modelPath)
 	if err != nil {
 		return err
 	}
-	if err := defaultModel(modelPath); err != nil {
-		return err
-	}
-	cache, _ := testenv.Cache()
-	cfg := config.Default()
-	cfg.ORT.Library = lib
 	cfg.ORT.Threads = *threads
-	cfg.Model.Path = *modelPath
-	*batch = daemon.AnalyzeBatch(&cfg, *batch)
-	cfg.Detector.Model = filepath.Join(cache, "blazeface", "1.2.0", "face_detection_back_256x256.onnx")
+	cfg.Smoothing.Enabled = false // analyze's default: raw per-frame values
+	*batch = daemon.AnalyzeBatch(cfg, *batch)
 	if *noLandmarks {
 		cfg.Landmarks.Model = ""
 	}
@@ -65,10 +57,9 @@ func benchAnalyze(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(out)
-	input := filepath.Join(out, "input.mp4")
-	loop := exec.Command("ffmpeg", "-v", "error", "-stream_loop", fmt.Sprint(*loops-1), "-i", clip.Path, "-c", "copy", input)
-	if b, err := loop.CombinedOutput(); err != nil {
-		return fmt.Errorf("ffmpeg (looping the clip): %v: %s", err, b)
+	input, err := loopClip(clip.Path, *loops, out)
+	if err != nil {
+		return err
 	}
 	inputs := make([]string, *copies)
 	for i := range inputs {
@@ -79,7 +70,7 @@ func benchAnalyze(args []string) error {
 
 	o.TrackOnly = true
 	cpu := cpuMeter()
-	first, err := daemon.Analyze(ctx, &cfg, o)
+	first, err := daemon.Analyze(ctx, cfg, o)
 	if err != nil {
 		return fmt.Errorf("first half: %w", err)
 	}
@@ -98,7 +89,7 @@ func benchAnalyze(args []string) error {
 	faces := max(int(first.Rows)/2, 4**batch)
 	engineRate := func() (float64, error) {
 		cpu := cpuMeter()
-		rate, err := daemon.AnalyzeEngineRate(ctx, &cfg, *batch, faces)
+		rate, err := engineRate(ctx, cfg, *batch, faces)
 		if err != nil {
 			return 0, fmt.Errorf("engine: %w", err)
 		}
@@ -121,7 +112,7 @@ func benchAnalyze(args []string) error {
 			pprof.StartCPUProfile(prof)
 		}
 		cpu := cpuMeter()
-		whole, err := daemon.Analyze(ctx, &cfg, o)
+		whole, err := daemon.Analyze(ctx, cfg, o)
 		if prof != nil {
 			pprof.StopCPUProfile()
 			prof.Close()
@@ -170,4 +161,74 @@ func cpuMeter() func(wall time.Duration) float64 {
 		}
 		return (used() - start).Seconds() / wall.Seconds()
 	}
+}
+
+// engineRate measures analyze's second half alone: its engine (batch
+// size, threads, policy: daemon.LoadModels with the offline options) fed
+// full batches of crops by one goroutine, in faces per second.
+func engineRate(ctx context.Context, cfg *config.Config, batch, faces int) (float64, error) {
+	c := *cfg
+	c.Landmarks.Model = ""
+	if c.ORT.Threads <= 0 { // as analyze: one CPU left to the first half
+		c.ORT.Threads = max(1, runtime.NumCPU()-1)
+	}
+	m, err := daemon.LoadModels(&c, daemon.ModelOptions{Offline: true, Batch: batch})
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	eng := m.Core.Engine
+	if eng == nil {
+		return 0, errors.New("no model (model.path)")
+	}
+	engCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(engCtx) }()
+	defer func() { cancel(); <-done }()
+	run := func(n int) (time.Duration, error) {
+		start := time.Now()
+		reqs := make(chan *infer.Request, 4*batch)
+		errc := make(chan error, 1)
+		go func() {
+			var first error
+			for r := range reqs {
+				if _, err := r.Wait(ctx); err != nil && first == nil {
+					first = err
+				}
+				r.Release()
+			}
+			errc <- first
+		}()
+		v := float32(0)
+		for i := 0; i < n; i++ {
+			r, err := eng.Reserve(ctx)
+			if err != nil {
+				close(reqs)
+				<-errc
+				return 0, err
+			}
+			in := r.Input()
+			for k := range in { // a crop's worth of varied values
+				v += 0.618034
+				if v > 1 {
+					v -= 2
+				}
+				in[k] = v
+			}
+			r.Submit()
+			reqs <- r
+		}
+		eng.Flush()
+		close(reqs)
+		err := <-errc
+		return time.Since(start), err
+	}
+	if _, err := run(batch); err != nil { // warm-up
+		return 0, err
+	}
+	el, err := run(faces)
+	if err != nil {
+		return 0, err
+	}
+	return float64(faces) / el.Seconds(), nil
 }

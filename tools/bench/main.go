@@ -1,20 +1,14 @@
-// Command bench measures affectd's stages side by side in one run, so that
-// ratios hold on noisy machines. Each subcommand's last line is a fixed,
-// machine-readable summary.
-//
-//	go run ./tools/bench infer [-model M] [-threads N] [-seconds S]
-//	go run ./tools/bench track [-clip FILE] [-detect-every K] [-front]
-//	go run ./tools/bench e2e [-streams N] [-model M]
-//	go run ./tools/bench latency [-clip one_face] [-size 1280x720]
-//	go run ./tools/bench analyze [-rounds 3] [-batch N] [-threads N]
 package main
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"time"
 
+	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/tools/testenv"
 	"github.com/affectd/affectd/tools/testmedia"
 )
@@ -68,6 +62,41 @@ func defaultModel(path *string) error {
 	}
 	*path = m.ONNX
 	return nil
+}
+
+// benchConfig is the default config with the benchmarks' ONNX Runtime,
+// BlazeFace back-256 detector and model (modelPath; "" the default model,
+// "none": no model).
+func benchConfig(modelPath string) (*config.Config, error) {
+	lib, err := testenv.ORTLibrary()
+	if err != nil {
+		return nil, err
+	}
+	switch modelPath {
+	case "none":
+		modelPath = ""
+	case "":
+		if err := defaultModel(&modelPath); err != nil {
+			return nil, err
+		}
+	}
+	cache, _ := testenv.Cache()
+	cfg := config.Default()
+	cfg.ORT.Library = lib
+	cfg.Model.Path = modelPath
+	cfg.Detector.Model = filepath.Join(cache, "blazeface", "1.2.0", "face_detection_back_256x256.onnx")
+	return &cfg, nil
+}
+
+// loopClip writes the clip loops times over as one file in dir (research
+// videos are long; one file keeps opening out of the figures).
+func loopClip(clip string, loops int, dir string) (string, error) {
+	out := filepath.Join(dir, "input.mp4")
+	loop := exec.Command("ffmpeg", "-y", "-v", "error", "-stream_loop", fmt.Sprint(loops-1), "-i", clip, "-c", "copy", out)
+	if b, err := loop.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("ffmpeg (looping the clip): %v: %s", err, b)
+	}
+	return out, nil
 }
 
 // ensureClip returns the test clip name at -size WxH, made if missing.

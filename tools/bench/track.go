@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -12,16 +13,16 @@ import (
 
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/capture/file"
-	"github.com/affectd/affectd/infer/lmau"
-	"github.com/affectd/affectd/tools/testenv"
+	"github.com/affectd/affectd/config"
+	"github.com/affectd/affectd/daemon"
 	"github.com/affectd/affectd/tools/testmedia"
-	"github.com/affectd/affectd/track"
-	"github.com/affectd/affectd/track/landmarks"
 )
 
 // benchTrack measures, on one clip in one run: decoding alone through our
-// capture path, ffmpeg decoding the same file to nothing, and the whole
-// capture → detect → track → align pipeline.
+// capture path, ffmpeg decoding the same file to nothing, and the first
+// half of the per-frame path (capture → detect → track → align, the
+// analyzer that live and offline analysis run, with no model), then with
+// landmarks, head pose and landmark AUs as well.
 func benchTrack(args []string) error {
 	fs := flag.NewFlagSet("track", flag.ExitOnError)
 	clipPath := fs.String("clip", "", "video file (default: the 720p one-face test clip, made if missing)")
@@ -45,22 +46,22 @@ func benchTrack(args []string) error {
 	if err != nil {
 		return err
 	}
-	lib, err := testenv.ORTLibrary()
+	cfg, err := benchConfig("")
 	if err != nil {
 		return err
 	}
-	cache, _ := testenv.Cache()
-	model := "face_detection_back_256x256.onnx"
 	if *front {
-		model = "face_detection_front_128x128.onnx"
+		cfg.Detector.Model = filepath.Join(filepath.Dir(cfg.Detector.Model), "face_detection_front_128x128.onnx")
 	}
-	det, err := track.NewDetector(track.DetectorOptions{LibraryPath: lib, ModelPath: filepath.Join(cache, "blazeface", "1.2.0", model), RefineRuns: *refine, Threads: *threads})
-	if err != nil {
-		return err
+	cfg.Detector.DetectEvery, cfg.Detector.Threads = *every, *threads
+	switch {
+	case *refine < 0:
+		cfg.Detector.RefineRuns = 0
+	case *refine > 0:
+		cfg.Detector.RefineRuns = *refine
 	}
-	defer det.Close()
 	fmt.Printf("clip: %s (%dx%d, %d frames at %.0f fps)\n", *clipPath, info.Width, info.Height, info.Frames, info.FPS)
-	fmt.Printf("machine: %d CPUs; detector %s every %d frames\n", runtime.NumCPU(), model, *every)
+	fmt.Printf("machine: %d CPUs; detector %s every %d frames\n", runtime.NumCPU(), filepath.Base(cfg.Detector.Model), *every)
 
 	// 1. Our decode path: the capture package's file source, as fast as it goes.
 	decodeFPS, n, err := decodeRate(*clipPath, *loops)
@@ -76,37 +77,56 @@ func benchTrack(args []string) error {
 	}
 	fmt.Printf("decode (ffmpeg -f null): %.1f fps\n", ffFPS)
 
-	// 3. The pipeline: capture on its goroutine, detect+track+align on this one.
-	al, err := track.NewAligner(224, track.DefaultMargin, [3]float32{0.5, 0.5, 0.5}, [3]float32{0.25, 0.25, 0.25})
+	// 3. The analyzer's first half on the clip, looped: decode, detect,
+	// track, align (into a scratch buffer: no model).
+	dir, err := os.MkdirTemp("", "affectd-track-bench-")
 	if err != nil {
 		return err
 	}
-	pipeFPS, faces, _, err := pipelineRate(*clipPath, *loops, det, al, *every, nil)
+	defer os.RemoveAll(dir)
+	input, err := loopClip(*clipPath, *loops, dir)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("pipeline (capture+detect+track+align): %.1f fps, %.2f faces aligned per frame\n", pipeFPS, faces)
+	cfg.Landmarks.Model = ""
+	pipe, err := firstHalf(cfg, input, dir)
+	if err != nil {
+		return err
+	}
+	pipeFPS := pipe.FPS()
+	fmt.Printf("pipeline (capture+detect+track+align): %.1f fps, %.2f faces aligned per frame\n", pipeFPS, float64(pipe.Rows)/float64(pipe.Frames))
 	fmt.Printf("track: decode_ratio=%.3f pipeline_fps=%.1f decode_fps=%.1f detect_every=%d\n", decodeFPS/ffFPS, pipeFPS, decodeFPS, *every)
 	if !*withLandmarks {
 		return nil
 	}
-	pred, err := landmarks.Load(*lmModel)
+	cfg.Landmarks.Model = *lmModel
+	lm, err := firstHalf(cfg, input, dir)
 	if err != nil {
 		return err
 	}
-	defer pred.Close()
-	lmFPS, _, msPerFace, err := pipelineRate(*clipPath, *loops, det, al, *every, pred)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("pipeline with landmarks+pose+AUs: %.1f fps; landmarks+pose+AUs %.2f ms per face\n", lmFPS, msPerFace)
-	fmt.Printf("landmarks: ms_per_face=%.2f pipeline_fps=%.1f\n", msPerFace, lmFPS)
+	msPerFace := lm.Landmarks.Seconds() * 1000 / float64(max(lm.Rows, 1))
+	fmt.Printf("pipeline with landmarks+pose+AUs: %.1f fps; landmarks+pose+AUs %.2f ms per face\n", lm.FPS(), msPerFace)
+	fmt.Printf("landmarks: ms_per_face=%.2f pipeline_fps=%.1f\n", msPerFace, lm.FPS())
 	return nil
 }
 
-// runFile streams a file through capture (not paced, lossless, looping
-// loops times) and calls fn with each frame.
-func runFile(path string, loops int, fn func(f *capture.Frame)) (int, time.Duration, error) {
+// firstHalf runs affectd analyze's first half (-track-only: no model, no
+// output) on a file.
+func firstHalf(cfg *config.Config, input, out string) (*daemon.AnalyzeReport, error) {
+	rep, err := daemon.Analyze(context.Background(), cfg, daemon.AnalyzeOptions{Inputs: []string{input}, OutDir: out, TrackOnly: true, Force: true})
+	if err != nil {
+		return nil, err
+	}
+	if rep.Failed() > 0 || rep.Frames == 0 {
+		return nil, fmt.Errorf("first half: %d files failed (%v), %d frames", rep.Failed(), rep.Files[0].Err, rep.Frames)
+	}
+	return rep, nil
+}
+
+// decodeRate streams a file through capture (not paced, lossless,
+// looping loops times) and counts the frames per second, from the first
+// frame (opening is not decoding).
+func decodeRate(path string, loops int) (float64, int, error) {
 	info, err := file.Probe(path)
 	if err != nil {
 		return 0, 0, err
@@ -123,9 +143,8 @@ func runFile(path string, loops int, fn func(f *capture.Frame)) (int, time.Durat
 	var start time.Time
 	for f := range s.Frames() {
 		if n == 0 {
-			start = time.Now() // from the first frame: opening is not decoding
+			start = time.Now()
 		}
-		fn(f)
 		f.Release()
 		n++
 		if n == want+1 {
@@ -138,15 +157,7 @@ func runFile(path string, loops int, fn func(f *capture.Frame)) (int, time.Durat
 		f.Release()
 	}
 	<-done
-	return n - 1, el, nil
-}
-
-func decodeRate(path string, loops int) (float64, int, error) {
-	n, el, err := runFile(path, loops, func(*capture.Frame) {})
-	if err != nil {
-		return 0, 0, err
-	}
-	return float64(n) / el.Seconds(), n, nil
+	return float64(n-1) / el.Seconds(), n - 1, nil
 }
 
 func ffmpegRate(path string, loops int) (float64, error) {
@@ -161,50 +172,4 @@ func ffmpegRate(path string, loops int) (float64, error) {
 		return 0, fmt.Errorf("ffmpeg: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return float64(info.Frames*loops) / time.Since(start).Seconds(), nil
-}
-
-// pipelineRate runs capture+detect+track+align (and, with pred, landmarks,
-// head pose and landmark AUs per face, timed) over the clip.
-func pipelineRate(path string, loops int, det *track.Detector, al *track.Aligner, every int, pred *landmarks.Predictor) (fps, facesPerFrame, msPerFace float64, err error) {
-	tr, err := track.NewTracker(det, track.TrackerOptions{Stream: "bench", DetectEvery: every})
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	crop := make([]float32, 3*al.Size()*al.Size())
-	est := lmau.NewEstimator()
-	var faces int
-	var lmTime time.Duration
-	var stepErr error
-	n, el, err := runFile(path, loops, func(f *capture.Frame) {
-		u, err := tr.Step(f.Mat, f.PTS)
-		if err != nil && stepErr == nil {
-			stepErr = err
-		}
-		for _, face := range u.Faces {
-			kp := face.Keypoints
-			if pred != nil {
-				start := time.Now()
-				s, err := pred.Fit(f.Mat, face.Box)
-				if err == nil {
-					landmarks.EstimatePose(s, f.Mat.Cols(), f.Mat.Rows())
-					est.Update(face.ID, (*lmau.Shape)(&s))
-					kp = s.Keypoints()
-				}
-				lmTime += time.Since(start)
-			}
-			if _, err := al.Align(f.Mat, kp, crop); err == nil {
-				faces++
-			}
-		}
-	})
-	if err == nil {
-		err = stepErr
-	}
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	if faces > 0 {
-		msPerFace = float64(lmTime) / float64(time.Millisecond) / float64(faces)
-	}
-	return float64(n) / el.Seconds(), float64(faces) / float64(n), msPerFace, nil
 }

@@ -197,3 +197,11 @@ func eulerFromHead(R [3][3]float64) (yaw, pitch, roll float64) {
 	}
 	return -b * deg, -c * deg, a * deg
 }
+
+// CameraFOV is the pinhole camera of a frameW×frameH source with a
+// horizontal field of view of fovDeg degrees (sources do not report their
+// intrinsics; 53° is DefaultCamera).
+func CameraFOV(frameW, frameH int, fovDeg float64) Camera {
+	f := float32(float64(frameW) / 2 / math.Tan(fovDeg*math.Pi/360))
+	return Camera{Fx: f, Fy: f, Cx: float32(frameW) / 2, Cy: float32(frameH) / 2}
+}

@@ -11,12 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/affectd/affectd/tools/testenv"
 	"github.com/affectd/affectd/tools/testmedia"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -359,32 +359,13 @@ func (s *whipServer) waitRead(t *testing.T) {
 	}
 }
 
-// checkGoroutines waits up to 5 s for the goroutine count to fall back to
-// before.
-func checkGoroutines(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("goroutines: %d before, %d after\n%s", before, n, buf)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // ---------------------------------------------------------------- Publish
 
 func TestPublish(t *testing.T) {
 	for _, codec := range []string{CodecH264, CodecVP8} {
 		t.Run(codec, func(t *testing.T) {
 			file := makeInput(t, codec, false)
-			before := runtime.NumGoroutine()
+			goroutines := testenv.SnapshotGoroutines()
 			srv := newWHIPServer(t, codec)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -435,7 +416,7 @@ func TestPublish(t *testing.T) {
 				}
 			}
 			srv.Close()
-			checkGoroutines(t, before)
+			goroutines.Check(t)
 		})
 	}
 }
@@ -481,7 +462,7 @@ func TestPublishHTTPErrors(t *testing.T) {
 		{http.StatusNotFound, "no such stream"},
 	} {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
-			before := runtime.NumGoroutine()
+			goroutines := testenv.SnapshotGoroutines()
 			deletes := 0
 			var mu sync.Mutex
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -511,7 +492,7 @@ func TestPublishHTTPErrors(t *testing.T) {
 			if deletes != 0 {
 				t.Errorf("%d DELETEs without a session", deletes)
 			}
-			checkGoroutines(t, before)
+			goroutines.Check(t)
 		})
 	}
 }
@@ -545,7 +526,7 @@ func TestPublishCancel(t *testing.T) {
 	file := makeInput(t, CodecH264, false)
 
 	t.Run("streaming", func(t *testing.T) {
-		before := runtime.NumGoroutine()
+		goroutines := testenv.SnapshotGoroutines()
 		srv := newWHIPServer(t, CodecH264)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -583,7 +564,7 @@ func TestPublishCancel(t *testing.T) {
 			t.Errorf("%d DELETEs, want 1", c.deletes)
 		}
 		srv.Close()
-		checkGoroutines(t, before)
+		goroutines.Check(t)
 	})
 
 	t.Run("before", func(t *testing.T) {

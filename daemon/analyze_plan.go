@@ -1,0 +1,147 @@
+package daemon
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/affectd/affectd/capture/file"
+	"github.com/affectd/affectd/stream/record"
+)
+
+// VideoExtensions are the file name endings a folder is searched for.
+var VideoExtensions = []string{".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".y4m", ".ogv"}
+
+// job is one input file.
+type job struct {
+	rep    *FileReport
+	name   string // the output's base name, also the analyzer's stream id
+	sig    string
+	resume record.State // what an interrupted run did
+	probed int          // frames the container claims (0: unknown)
+}
+
+// plan expands the inputs into jobs: folders are searched, outputs named,
+// finished outputs skipped and interrupted ones prepared for resuming.
+func (a *analyzer) plan(rep *AnalyzeReport) ([]*job, error) {
+	if err := os.MkdirAll(a.o.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("analyze: output folder: %w", err)
+	}
+	var files []string
+	for _, in := range a.o.Inputs {
+		st, err := os.Stat(in)
+		if err != nil {
+			rep.Files = append(rep.Files, &FileReport{Input: in, Status: "failed", Err: err})
+			continue
+		}
+		if !st.IsDir() {
+			files = append(files, in)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(in, func(p string, de fs.DirEntry, err error) error {
+			if err != nil {
+				rep.Files = append(rep.Files, &FileReport{Input: p, Status: "failed", Err: err})
+				return nil
+			}
+			if !de.IsDir() && slices.Contains(VideoExtensions, strings.ToLower(filepath.Ext(p))) {
+				found = append(found, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		sort.Strings(found)
+		if len(found) == 0 {
+			a.o.Log.Warn("no video files in folder", "folder", in, "extensions", strings.Join(VideoExtensions, " "))
+		}
+		files = append(files, found...)
+	}
+	ext := "." + a.o.Format
+	used := map[string]bool{}
+	var jobs []*job
+	for _, in := range files {
+		base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
+		name := base
+		for n := 2; used[name]; n++ { // two inputs with one name: number the later ones
+			name = fmt.Sprintf("%s_%d", base, n)
+		}
+		used[name] = true
+		j := &job{name: name, rep: &FileReport{Input: in, Output: filepath.Join(a.o.OutDir, name+ext)}}
+		rep.Files = append(rep.Files, j.rep)
+		if _, err := os.Stat(j.rep.Output); err == nil && !a.o.Force && !a.o.TrackOnly {
+			j.rep.Status = "skipped"
+			continue
+		}
+		sig, err := a.signature(in)
+		if err != nil {
+			j.rep.Status, j.rep.Err = "failed", err
+			continue
+		}
+		j.sig = sig
+		if info, err := file.Probe(in); err == nil && info.Frames > 0 {
+			j.probed = info.Frames
+		}
+		if !a.o.Force && !a.o.TrackOnly {
+			a.loadResume(j)
+		}
+		a.total.Add(int64(j.probed))
+		jobs = append(jobs, j)
+	}
+	a.filesAll = int32(len(jobs))
+	return jobs, nil
+}
+
+// loadResume reads an interrupted run's state; one made with other inputs
+// or options is started over.
+func (a *analyzer) loadResume(j *job) {
+	st, err := record.LoadState(j.rep.Output, j.sig)
+	switch {
+	case err == nil:
+		j.resume = st
+	case errors.Is(err, record.ErrNoState):
+	default:
+		a.o.Log.Warn(err.Error()+": starting over", "output", j.rep.Output)
+	}
+}
+
+// signature identifies an input and everything that changes its output:
+// a resumed run must produce the bytes an uninterrupted one would.
+func (a *analyzer) signature(in string) (string, error) {
+	fi, err := os.Stat(in)
+	if err != nil {
+		return "", err
+	}
+	c := a.cfg
+	stamp := func(p string) string {
+		if p == "" {
+			return ""
+		}
+		if fi, err := os.Stat(p); err == nil {
+			return fmt.Sprintf("%s|%d|%d", p, fi.Size(), fi.ModTime().UnixNano())
+		}
+		return p
+	}
+	abs, _ := filepath.Abs(in)
+	parts := []any{
+		"affectd analyze v2", Version, abs, fi.Size(), fi.ModTime().UnixNano(),
+		a.o.Format, a.o.Points, a.o.Features, a.o.Batch,
+		stamp(c.Model.Path), stamp(c.ORT.Library), c.ORT.Provider, c.ORT.Threads,
+		stamp(c.Detector.Model), c.Detector.ScoreThreshold, c.Detector.DetectEvery, c.Detector.RefineRuns, c.Detector.Threads,
+		c.Tracker.LostAfter.D(), c.Tracker.ConfirmHits, c.Align.Margin,
+		stamp(c.Landmarks.Model), c.Landmarks.Align, c.Landmarks.FOV, c.Smoothing,
+	}
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%v\x00", p)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}

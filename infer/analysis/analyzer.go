@@ -1,0 +1,293 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/track"
+)
+
+// Options configure one analyzer: one source's frames.
+type Options struct {
+	// Stream names the source; face ids are "<Stream>/<n>".
+	Stream string
+	// IDs numbers the faces (nil: numbers of the analyzer's own, from 1).
+	// One source shared by every analyzer keeps ids unique in a process.
+	IDs *track.IDSource
+	// DetectEvery, LostAfter and ConfirmHits configure the tracker
+	// (track.TrackerOptions; zero: its defaults).
+	DetectEvery int
+	LostAfter   time.Duration
+	ConfirmHits int
+	// Refine runs the detector's refinement on detected faces, for
+	// precise keypoints (skipped when the landmarks align the crop).
+	Refine bool
+	// LandmarkAlign aligns the model's crop on the fitted landmarks
+	// instead of BlazeFace's keypoints.
+	LandmarkAlign bool
+	// FOV is the sources' horizontal field of view in degrees, for head
+	// pose (default 53: a focal length of the frame width).
+	FOV float64
+	// Smoothing filters each face's values over time.
+	Smoothing Smoothing
+	// Admission chooses the faces the model analyses (required).
+	Admission Admission
+	// Strict ends Run with an error when a frame cannot be tracked or a
+	// face's analysis fails (offline: every frame must be analysed);
+	// otherwise the frame or face is skipped and counted.
+	Strict bool
+	// DryRun aligns the admitted faces into a scratch buffer and sends
+	// nothing to the model: benchmarks measure the first half alone.
+	DryRun bool
+	// Sinks receive every FrameResult, in order.
+	Sinks []Sink
+	// Metrics count per stream (nil: not counted).
+	Metrics *Metrics
+}
+
+// ErrStopped is returned by calls to an analyzer that has stopped.
+var ErrStopped = errors.New("analysis: analyzer stopped")
+
+// Analyzer is the one per-frame path of affectd, for live streams,
+// offline files and benchmarks alike: it takes a source's decoded frames,
+// detects and tracks the faces, fits landmarks and head pose, computes the
+// landmark AUs and blend shapes, sends the faces its Admission chooses to
+// the model, smooths, and writes one FrameResult per frame, in order, to
+// its sinks.
+//
+// All per-face state (tracks, neutrals, filters, estimates, requests in
+// flight) belongs to the goroutine that calls Run. Calibrate and Stats are
+// safe from any goroutine.
+type Analyzer struct {
+	m       *Models
+	o       Options
+	lim     Limits
+	tracker *track.Tracker
+	sm      streamMetrics
+	images  []ImageSink
+
+	faces   map[string]*faceState
+	pending []*pendingFrame // oldest first
+	free    []*pendingFrame
+	late    []lateRequest
+	ended   []string // tracks ended by a frame that gave no result
+	lastPTS time.Duration
+	due     []int
+	cands   []Candidate
+	res     FrameResult // reused for every frame
+	scratch []float32   // the dry run's crop
+	series  [2][]float32
+	err     error // stops Run: a sink's error, or a strict failure
+
+	notify chan struct{} // a request is done
+	calib  chan calibrateRequest
+	done   chan struct{} // closed when Run returns
+	once   sync.Once
+
+	nfaces        atomic.Int32
+	width, height atomic.Int32
+	lastErr       atomic.Pointer[string]
+}
+
+type calibrateRequest struct {
+	face  string
+	reply chan bool
+}
+
+// New checks the options and makes an analyzer; Run does the work.
+func New(m *Models, o Options) (*Analyzer, error) {
+	if m == nil {
+		return nil, errors.New("analysis: no models")
+	}
+	if o.Admission == nil {
+		return nil, errors.New("analysis: no admission policy")
+	}
+	if o.DryRun && m.Aligner == nil {
+		return nil, errors.New("analysis: a dry run needs an aligner")
+	}
+	if o.FOV <= 0 || o.FOV >= 180 {
+		o.FOV = 53
+	}
+	tr, err := track.NewTracker(m.Detector, track.TrackerOptions{
+		Stream: o.Stream, IDs: o.IDs, DetectEvery: o.DetectEvery, LostAfter: o.LostAfter, ConfirmHits: o.ConfirmHits,
+		NoRefine: !o.Refine || (m.Landmarks != nil && o.LandmarkAlign),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := &Analyzer{
+		m: m, o: o, lim: o.Admission.Limits(), tracker: tr, sm: o.Metrics.forStream(o.Stream),
+		faces:  map[string]*faceState{},
+		notify: make(chan struct{}, 1),
+		calib:  make(chan calibrateRequest),
+		done:   make(chan struct{}),
+	}
+	if a.lim.MaxPending <= 0 {
+		a.lim.MaxPending = livePending
+	}
+	for _, s := range o.Sinks {
+		if is, ok := s.(ImageSink); ok {
+			a.images = append(a.images, is)
+		}
+	}
+	if o.DryRun {
+		n := m.Aligner.Size()
+		a.scratch = make([]float32, 3*n*n)
+	}
+	return a, nil
+}
+
+// Run analyses the frames until the channel closes (the input ended: Run
+// waits for the frames in flight, writes a final result, Seq 0, with the
+// faces that ended, and returns nil), ctx ends (returns nil at once; the
+// results in flight are dropped) or a sink fails (returns its error). It
+// releases every frame it takes.
+func (a *Analyzer) Run(ctx context.Context, frames <-chan *capture.Frame) error {
+	started := false
+	a.once.Do(func() { started = true })
+	if !started {
+		return errors.New("analysis: Run called twice")
+	}
+	defer close(a.done)
+	defer a.dropAll()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for frames != nil || len(a.pending) > 0 {
+		in := frames
+		if len(a.pending) >= a.lim.MaxPending {
+			in = nil // wait for results first
+		}
+		var deadline <-chan time.Time
+		if d := a.nextDeadline(); !d.IsZero() {
+			timer.Reset(time.Until(d))
+			deadline = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case f, ok := <-in:
+			if !ok {
+				frames = nil
+				a.endOfInput()
+				break
+			}
+			a.step(ctx, f)
+		case <-a.notify:
+		case <-deadline:
+		case c := <-a.calib:
+			c.reply <- a.calibrate(c.face)
+		}
+		timer.Stop()
+		a.emit(time.Now())
+		if a.err != nil {
+			return a.err
+		}
+	}
+	a.final()
+	return a.err
+}
+
+// Calibrate makes a face's current expression its neutral for the
+// landmark AUs. It reports whether the face is tracked.
+func (a *Analyzer) Calibrate(ctx context.Context, face string) (bool, error) {
+	req := calibrateRequest{face: face, reply: make(chan bool, 1)}
+	select {
+	case a.calib <- req:
+	case <-a.done:
+		return false, ErrStopped
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	return <-req.reply, nil
+}
+
+// Stats are an analyzer's figures for readers on other goroutines.
+type Stats struct {
+	Faces         int // in the latest frame
+	Width, Height int // of the latest frame
+	Err           string
+}
+
+// Stats returns the analyzer's latest figures (safe from any goroutine).
+func (a *Analyzer) Stats() Stats {
+	s := Stats{Faces: int(a.nfaces.Load()), Width: int(a.width.Load()), Height: int(a.height.Load())}
+	if e := a.lastErr.Load(); e != nil {
+		s.Err = *e
+	}
+	return s
+}
+
+// Layout is what the analyzer's results carry.
+func (a *Analyzer) Layout() *Layout { return &a.m.layout }
+
+func (a *Analyzer) setErr(err error) {
+	s := err.Error()
+	a.lastErr.Store(&s)
+}
+
+// fail records a failure of a frame or face: Strict stops Run with it.
+func (a *Analyzer) fail(err error) {
+	a.setErr(err)
+	if a.o.Strict && a.err == nil {
+		a.err = err
+	}
+}
+
+func (a *Analyzer) calibrate(face string) bool {
+	fs := a.faces[face]
+	if fs == nil {
+		return false
+	}
+	fs.lm.Calibrate()
+	return true
+}
+
+// endOfInput: the model runs what it holds, and every track ends.
+func (a *Analyzer) endOfInput() {
+	if a.m.Engine != nil {
+		a.m.Engine.Flush()
+	}
+	a.ended = append(a.ended, a.tracker.Flush()...)
+}
+
+// final writes the last result: no frame, the faces that ended.
+func (a *Analyzer) final() {
+	for _, l := range a.late {
+		l.req.Release()
+	}
+	a.late = a.late[:0]
+	r := &a.res
+	*r = FrameResult{Stream: a.o.Stream, Faces: r.Faces[:0], Ended: a.ended}
+	a.write(r)
+	for _, id := range a.ended {
+		delete(a.faces, id)
+	}
+	a.ended = nil
+}
+
+// write hands a result to every sink; the first error stops Run.
+func (a *Analyzer) write(r *FrameResult) {
+	for _, s := range a.o.Sinks {
+		if err := s.WriteFrame(r); err != nil && a.err == nil {
+			a.err = fmt.Errorf("analysis: stream %s: %w", a.o.Stream, err)
+		}
+	}
+}
+
+// dropAll releases what Run still holds when it returns early.
+func (a *Analyzer) dropAll() {
+	for _, pf := range a.pending {
+		a.recycle(pf)
+	}
+	a.pending = nil
+	for _, l := range a.late {
+		l.req.Release()
+	}
+	a.late = nil
+}

@@ -1,0 +1,101 @@
+package analysis
+
+import (
+	"time"
+
+	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/infer"
+	"github.com/affectd/affectd/infer/lmau"
+	"github.com/affectd/affectd/track"
+)
+
+// faceState is everything kept about one tracked face between frames. It
+// belongs to the analyzer's goroutine and goes when the face's track ends
+// (once every frame that shows the face is written).
+type faceState struct {
+	lm       lmau.Face // the landmark AUs' neutral
+	lmSmooth filters   // landmark AUs and blend shapes
+	poseSm   filters
+	est      estimate // the model's latest result, smoothed
+	estSm    filters
+	last     time.Time // when last sent to the model
+	inflight int       // requests in the engine
+}
+
+// estimate is a face's latest model result.
+type estimate struct {
+	seq    uint64 // the frame it was computed on (0: none yet)
+	values [][]float32
+}
+
+// state returns a face's state, made on first sight.
+func (a *Analyzer) state(id string) *faceState {
+	fs := a.faces[id]
+	if fs == nil {
+		fs = &faceState{}
+		a.faces[id] = fs
+	}
+	return fs
+}
+
+// pendingFrame is a tracked frame waiting for its faces' results.
+type pendingFrame struct {
+	seq        uint64
+	capturedAt time.Time
+	pts        time.Duration
+	w, h       int
+	deadline   time.Time // zero: wait for every result
+	faces      []pendingFace
+	ended      []string
+	image      *capture.Frame // kept for an ImageSink
+	stats      FrameStats
+}
+
+// pendingFace is one face of a pending frame: what this frame measured.
+type pendingFace struct {
+	face  track.Face
+	state *faceState
+	req   *infer.Request // nil: not sent to the model in this frame
+	res   *infer.Result  // the request's result, while the frame is written
+
+	fitted, posed, measured bool
+	points                  [68][2]float32
+	pose                    Pose
+	au                      [lmau.NumAUs]float32 // smoothed
+	blend                   [16]float32          // smoothed
+	poseVals                [6]float32
+}
+
+// lateRequest is a result that missed its frame's deadline: it updates
+// the face's estimate when it comes, for a later frame.
+type lateRequest struct {
+	state *faceState
+	seq   uint64
+	pts   time.Duration
+	req   *infer.Request
+}
+
+func (a *Analyzer) newPending() *pendingFrame {
+	if n := len(a.free); n > 0 {
+		pf := a.free[n-1]
+		a.free = a.free[:n-1]
+		return pf
+	}
+	return &pendingFrame{}
+}
+
+// recycle releases what a pending frame holds and keeps it for reuse.
+func (a *Analyzer) recycle(pf *pendingFrame) {
+	for i := range pf.faces {
+		if r := pf.faces[i].req; r != nil {
+			r.Release()
+			pf.faces[i].state.inflight--
+		}
+		pf.faces[i] = pendingFace{}
+	}
+	if pf.image != nil {
+		pf.image.Release()
+	}
+	*pf = pendingFrame{faces: pf.faces[:0], ended: pf.ended[:0]}
+	a.free = append(a.free, pf)
+}

@@ -1,0 +1,160 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/infer"
+	"github.com/affectd/affectd/infer/lmau"
+	"github.com/affectd/affectd/track/landmarks"
+)
+
+// step analyses one frame up to the model: track, landmarks, pose and
+// landmark AUs, then the admitted faces' crops into the engine. The frame
+// then waits in pending for its results.
+func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
+	if f.Restart { // a new session of the source: its faces are new tracks
+		a.ended = append(a.ended, a.tracker.Flush()...)
+	}
+	u, err := a.tracker.Step(f.Mat, f.PTS)
+	if err != nil {
+		a.sm.skip("track_error")
+		a.fail(fmt.Errorf("frame %d: tracking: %w", f.Seq, err))
+		f.Release()
+		return
+	}
+	dur := f.PTS - a.lastPTS
+	a.lastPTS = f.PTS
+	if dur <= 0 || dur > time.Second {
+		dur = 40 * time.Millisecond
+	}
+	pf := a.newPending()
+	pf.seq, pf.capturedAt, pf.pts = f.Seq, f.CapturedAt, f.PTS
+	pf.w, pf.h = f.Mat.Cols(), f.Mat.Rows()
+	if a.lim.MaxLatency > 0 {
+		pf.deadline = f.CapturedAt.Add(a.lim.MaxLatency)
+	}
+	pf.ended = append(append(pf.ended, a.ended...), u.Ended...)
+	a.ended = a.ended[:0]
+	pf.stats = FrameStats{Detected: u.Detected, Detections: u.Detections}
+	for _, tf := range u.Faces {
+		pf.faces = append(pf.faces, pendingFace{face: tf, state: a.state(tf.ID)})
+	}
+	if u.Detected {
+		a.sm.detections(u.Detections)
+	}
+	a.sm.faces(len(u.Faces))
+	a.nfaces.Store(int32(len(u.Faces)))
+	a.width.Store(int32(pf.w))
+	a.height.Store(int32(pf.h))
+	if a.m.Landmarks != nil {
+		a.fit(f, pf)
+	}
+	if a.m.Engine != nil || a.o.DryRun {
+		a.submit(ctx, f, pf, dur)
+	}
+	for _, s := range a.images {
+		if s.WantImage() {
+			pf.image = f
+			break
+		}
+	}
+	if pf.image == nil {
+		f.Release() // the crops are in the engine's batch already
+	}
+	a.pending = append(a.pending, pf)
+}
+
+// fit fits every face's 68 landmarks and head pose, and measures its
+// landmark AUs and blend shapes against its neutral (every frame: rigs
+// want them all). Between faces it writes the earlier frames whose
+// results have come, so that a long frame does not hold them back.
+func (a *Analyzer) fit(f *capture.Frame, pf *pendingFrame) {
+	cam := landmarks.CameraFOV(pf.w, pf.h, a.o.FOV)
+	for i := range pf.faces {
+		start := time.Now()
+		p := &pf.faces[i]
+		s, err := a.m.Landmarks.Fit(f.Mat, p.face.Box)
+		if err != nil {
+			a.sm.skip("landmarks_error")
+			pf.stats.LandmarkErrors++
+			continue
+		}
+		p.fitted = true
+		for k, q := range s {
+			p.points[k] = [2]float32{q.X, q.Y}
+		}
+		if a.o.LandmarkAlign {
+			p.face.Keypoints = s.Keypoints()
+		}
+		fs := p.state
+		if pose, err := cam.EstimatePose(s); err == nil {
+			p.posed = true
+			p.poseVals = [6]float32{pose.Yaw, pose.Pitch, pose.Roll, pose.T[0], pose.T[1], pose.T[2]}
+			a.series[0] = p.poseVals[:]
+			fs.poseSm.apply(&a.o.Smoothing, pf.pts, a.series[:1], nil)
+			v := &p.poseVals
+			p.pose = Pose{Yaw: v[0], Pitch: v[1], Roll: v[2], T: [3]float32{v[3], v[4], v[5]}}
+		}
+		if r, ok := fs.lm.Update((*lmau.Shape)(&s)); ok {
+			p.measured = true
+			p.au, p.blend = r.AU, r.Blend
+			a.series[0], a.series[1] = p.au[:], p.blend[:]
+			fs.lmSmooth.apply(&a.o.Smoothing, pf.pts, a.series[:2], nil)
+		}
+		pf.stats.Landmarks += time.Since(start)
+		a.emit(time.Now())
+	}
+}
+
+// submit sends the faces the admission chooses to the engine, each crop
+// aligned straight into its row of the batch tensor.
+func (a *Analyzer) submit(ctx context.Context, f *capture.Frame, pf *pendingFrame, dur time.Duration) {
+	a.cands = a.cands[:0]
+	for i := range pf.faces {
+		fs := pf.faces[i].state
+		a.cands = append(a.cands, Candidate{Last: fs.last, Busy: fs.inflight > 0})
+	}
+	a.due = a.o.Admission.Admit(FrameInfo{Seq: pf.seq, At: pf.capturedAt, Dur: dur}, a.cands, a.due[:0], a.sm.skip)
+	full := false
+	for _, i := range a.due {
+		p := &pf.faces[i]
+		if a.o.DryRun {
+			if _, err := a.m.Aligner.Align(f.Mat, p.face.Keypoints, a.scratch); err == nil {
+				pf.stats.Analysed++
+			}
+			continue
+		}
+		if full {
+			a.sm.skip("queue_full")
+			continue
+		}
+		r, err := a.m.Engine.Reserve(ctx)
+		if err != nil {
+			if errors.Is(err, infer.ErrOverloaded) {
+				full = true
+				a.sm.skip("queue_full")
+				continue
+			}
+			return // stopping
+		}
+		if _, err := a.m.Aligner.Align(f.Mat, p.face.Keypoints, r.Input()); err != nil {
+			r.Release()
+			a.sm.skip("align_error")
+			continue
+		}
+		r.Notify(a.notify)
+		r.Submit()
+		p.req = r
+		p.state.inflight++
+		p.state.last = pf.capturedAt
+		pf.stats.Analysed++
+		a.sm.submitted()
+	}
+	if a.m.Engine != nil && a.o.Admission.Flush(pf.seq) {
+		a.m.Engine.Flush()
+	}
+}
