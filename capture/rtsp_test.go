@@ -118,5 +118,6 @@ func TestRTSPReconnect(t *testing.T) {
 		t.Errorf("%d frames not released", pool.Live())
 	}
 	pool.Close()
+	srv.Stop() // the test's own server: its output copiers are the test's goroutines
 	goroutines.Check(t)
 }

@@ -180,6 +180,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	go func() { defer close(engDone); m.Run(engCtx) }()
+	start := time.Now()
+	if err := m.Warm(ctx); err != nil && ctx.Err() == nil {
+		d.log.Warn("model warm-up failed", "err", err)
+	} else if m.Core.Engine != nil {
+		d.log.Info("model warmed up", "took", time.Since(start).Round(time.Millisecond))
+	}
 	d.models.Store(m)
 	if err := rtsp.Configure(rtsp.Transport{Protocol: cfg.RTSP.Transport, Timeout: cfg.RTSP.Timeout.D()}); err != nil {
 		d.log.Warn("rtsp options", "err", err)

@@ -27,8 +27,10 @@ type Models struct {
 	Pacer *infer.Pacer // live only (nil offline or without a model)
 	Info  stream.ModelInfo
 
-	model *infer.Model
-	once  sync.Once
+	model  *infer.Model
+	once   sync.Once
+	warmed chan struct{} // closed once Warm has run
+	warm   sync.Once
 }
 
 // ModelOptions say how the models will be used.
@@ -54,7 +56,7 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	m = &Models{}
+	m = &Models{warmed: make(chan struct{})}
 	var (
 		det *track.Detector
 		lm  *landmarks.Predictor
@@ -191,8 +193,9 @@ func refineRuns(n int) int {
 	return n
 }
 
-// Run runs the engine and the pacer until ctx ends; the engine then
-// drains (every submitted face gets its result). Call it at most once.
+// Run runs the engine, and the pacer once Warm has run, until ctx ends;
+// the engine then drains (every submitted face gets its result). Call it
+// at most once.
 func (m *Models) Run(ctx context.Context) error {
 	eng := m.Core.Engine
 	if eng == nil {
@@ -202,10 +205,30 @@ func (m *Models) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if m.Pacer != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); m.Pacer.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			select { // the warm-up's slow batch is no measure of capacity
+			case <-m.warmed:
+				m.Pacer.Run(ctx)
+			case <-ctx.Done():
+			}
+		}()
 	}
 	err := eng.Run(ctx)
 	wg.Wait()
+	return err
+}
+
+// Warm runs one face through the model (Run must be running), so that
+// ONNX Runtime's slow first run (lazy set-up, memory arenas) is not paid
+// by the first faces of the first stream. Call it before starting the
+// streams.
+func (m *Models) Warm(ctx context.Context) error {
+	defer m.warm.Do(func() { close(m.warmed) })
+	if m.Core.Engine == nil {
+		return nil
+	}
+	_, err := m.Core.Engine.Infer(ctx, func([]float32) {})
 	return err
 }
 

@@ -94,8 +94,12 @@ func (p *Pacer) Capacity() float64 {
 	return p.capacity
 }
 
-// Run recomputes the interval until ctx ends.
+// Run recomputes the interval until ctx ends. The capacity counts only
+// the batches run after Run starts (not a warm-up).
 func (p *Pacer) Run(ctx context.Context) error {
+	p.mu.Lock()
+	p.last = p.e.Stats() // capacity is measured from now on
+	p.mu.Unlock()
 	t := time.NewTicker(p.o.Every)
 	defer t.Stop()
 	for {

@@ -16,6 +16,7 @@ import (
 // landmark AUs, then the admitted faces' crops into the engine. The frame
 // then waits in pending for its results.
 func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
+	a.emit(time.Now()) // results in already free their faces for this frame
 	if f.Restart { // a new session of the source: its faces are new tracks
 		a.ended = append(a.ended, a.tracker.Flush()...)
 	}

@@ -52,10 +52,6 @@ func benchE2E(args []string) error {
 	} else if err := defaultModel(modelPath); err != nil {
 		return err
 	}
-	root, err := testenv.Root()
-	if err != nil {
-		return err
-	}
 	cache, _ := testenv.Cache()
 	dir, err := os.MkdirTemp("", "affectd-e2e-")
 	if err != nil {
@@ -64,11 +60,9 @@ func benchE2E(args []string) error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	bin := filepath.Join(dir, "affectd")
-	build := exec.Command("go", "build", "-o", bin, "./daemon/cmd/affectd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	bin, err := buildDaemon(dir)
+	if err != nil {
+		return err
 	}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "listen: 127.0.0.1:0\nonnxruntime:\n  library: %s\nmodel:\n  path: %s\ndetector:\n  model: %s\n",

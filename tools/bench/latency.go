@@ -66,13 +66,10 @@ func benchLatency(args []string) error {
 	}
 	defer srv.Stop()
 
-	root, _ := testenv.Root()
 	cache, _ := testenv.Cache()
-	bin := filepath.Join(dir, "affectd")
-	build := exec.Command("go", "build", "-o", bin, "./daemon/cmd/affectd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	bin, err := buildDaemon(dir)
+	if err != nil {
+		return err
 	}
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nonnxruntime:\n  library: %s\nmodel:\n  path: %s\ndetector:\n  model: %s\nwebrtc:\n  loopback: true\nstreams:\n  - id: whip\n    url: whip://\n",
 		lib, *modelPath, filepath.Join(cache, "blazeface", "1.2.0", "face_detection_back_256x256.onnx"))

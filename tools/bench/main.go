@@ -99,6 +99,22 @@ func loopClip(clip string, loops int, dir string) (string, error) {
 	return out, nil
 }
 
+// buildDaemon builds the affectd binary (without the race detector: the
+// benches measure speed) into dir.
+func buildDaemon(dir string) (string, error) {
+	root, err := testenv.Root()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "affectd")
+	build := exec.Command("go", "build", "-o", bin, "./daemon/cmd/affectd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
 // ensureClip returns the test clip name at -size WxH, made if missing.
 func ensureClip(name, size string) (testmedia.Clip, error) {
 	w, h, err := testmedia.ParseSize(size)
