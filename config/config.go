@@ -70,14 +70,25 @@ type Detector struct {
 	// RefineRuns is how many refinement passes run on a track's box (0: none).
 	RefineRuns int `yaml:"refine_runs"`
 	Threads    int `yaml:"threads"`
+	// Verify checks a detection with a second face detector (dlib's HOG)
+	// before it starts a track; VerifyThreshold is the least score of a
+	// face (higher: stricter).
+	Verify          bool    `yaml:"verify"`
+	VerifyThreshold float64 `yaml:"verify_threshold"`
 }
 
 // Tracker configures face tracking.
 type Tracker struct {
 	// LostAfter ends a track not seen for this long.
 	LostAfter Duration `yaml:"lost_after"`
-	// ConfirmHits is how many detections make a track real.
+	// ConfirmHits is how many detections make a track real (without
+	// detector.verify; a verified detection is real at once).
 	ConfirmHits int `yaml:"confirm_hits"`
+	// Cuts ends every track at a cut between shots.
+	Cuts bool `yaml:"cuts"`
+	// FitThreshold is how far (in box widths) a face's landmark fit may
+	// stray from the detector's keypoints and still be trusted.
+	FitThreshold float64 `yaml:"fit_threshold"`
 }
 
 // Align configures face cropping.
@@ -232,12 +243,16 @@ func Default() Config {
 			Model:          "/usr/lib/affectd/blazeface/face_detection_back_256x256.onnx",
 			ScoreThreshold: 0.6,
 			DetectEvery:    3,
-			RefineRuns:     4,
-			Threads:        1,
+			RefineRuns:      4,
+			Threads:         1,
+			Verify:          true,
+			VerifyThreshold: -0.5,
 		},
 		Tracker: Tracker{
-			LostAfter:   Duration(time.Second),
-			ConfirmHits: 2,
+			LostAfter:    Duration(time.Second),
+			ConfirmHits:  2,
+			Cuts:         true,
+			FitThreshold: 0.15,
 		},
 		Align: Align{Margin: 0.2},
 		Batch: Batch{

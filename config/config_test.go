@@ -40,8 +40,8 @@ func TestDefault(t *testing.T) {
 			Threads:  0,
 		},
 		Model:     Model{Path: "/var/lib/affectd/model.onnx", KeepFeatures: false},
-		Detector:  Detector{Model: "/usr/lib/affectd/blazeface/face_detection_back_256x256.onnx", ScoreThreshold: 0.6, DetectEvery: 3, RefineRuns: 4, Threads: 1},
-		Tracker:   Tracker{LostAfter: Duration(time.Second), ConfirmHits: 2},
+		Detector:  Detector{Model: "/usr/lib/affectd/blazeface/face_detection_back_256x256.onnx", ScoreThreshold: 0.6, DetectEvery: 3, RefineRuns: 4, Threads: 1, Verify: true, VerifyThreshold: -0.5},
+		Tracker:   Tracker{LostAfter: Duration(time.Second), ConfirmHits: 2, Cuts: true, FitThreshold: 0.15},
 		Align:     Align{Margin: 0.2},
 		Batch:     Batch{MaxBatch: 8, MaxWait: Duration(5 * time.Millisecond), QueueLimit: 0, Runners: 1},
 		Schedule:  Schedule{MaxLatency: Duration(100 * time.Millisecond), MaxRate: 0, Headroom: 0.85},
@@ -102,10 +102,14 @@ detector:
   score_threshold: 0.7
   detect_every: 5
   refine_runs: 2
+  verify: false
+  verify_threshold: 0.5
   threads: 2
 tracker:
   lost_after: 2.5s
   confirm_hits: 3
+  cuts: false
+  fit_threshold: 0.2
 align:
   margin: 0.25
 batch:
@@ -172,8 +176,8 @@ var fullWant = Config{
 	AuthToken: "s3cret",
 	ORT:       ORT{Library: "/opt/ort/libonnxruntime.so.1", Provider: "cuda", Fallback: false, DeviceID: 1, Threads: 8},
 	Model:     Model{Path: "/models/maeface.onnx", KeepFeatures: true},
-	Detector:  Detector{Model: "/models/blazeface.onnx", ScoreThreshold: 0.7, DetectEvery: 5, RefineRuns: 2, Threads: 2},
-	Tracker:   Tracker{LostAfter: Duration(2500 * time.Millisecond), ConfirmHits: 3},
+	Detector:  Detector{Model: "/models/blazeface.onnx", ScoreThreshold: 0.7, DetectEvery: 5, RefineRuns: 2, Threads: 2, Verify: false, VerifyThreshold: 0.5},
+	Tracker:   Tracker{LostAfter: Duration(2500 * time.Millisecond), ConfirmHits: 3, Cuts: false, FitThreshold: 0.2},
 	Align:     Align{Margin: 0.25},
 	Batch:     Batch{MaxBatch: 32, MaxWait: Duration(10 * time.Millisecond), QueueLimit: 256, Runners: 2},
 	Schedule:  Schedule{MaxLatency: Duration(200 * time.Millisecond), MaxRate: 10, Headroom: 0.9},
@@ -256,7 +260,7 @@ var confErrors = []struct {
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
 		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, streams)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
-		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads)"},
+		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads, verify, verify_threshold)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
 		"demo.yaml:2: streams[0].url: required\n" +
 			"demo.yaml:3: streams[0].uri: unknown key (known: id, url, realtime, loop, width, height, fps, token, blendshapes, landmarks)"},

@@ -50,7 +50,7 @@ batch:
 		fmt.Println(len(problems), "problems; first key:", problems[0].Key)
 	}
 	// Output:
-	// affectd.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads)
+	// affectd.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads, verify, verify_threshold)
 	// affectd.yaml:5: batch.max_wait: want a duration with a unit, such as "5ms", "1.5s" or "2m", got "5"
 	// 2 problems; first key: detector.detect_evrey
 }

@@ -84,11 +84,17 @@ func (d Detector) validate(p *problems) {
 	between(p, "detector.detect_every", d.DetectEvery, 1, 100)
 	between(p, "detector.refine_runs", d.RefineRuns, 0, 4)
 	between(p, "detector.threads", d.Threads, 1, 64)
+	if !(d.VerifyThreshold >= -3 && d.VerifyThreshold <= 3) {
+		p.add("detector.verify_threshold", "must be between -3 and 3, got %g", d.VerifyThreshold)
+	}
 }
 
 func (t Tracker) validate(p *problems) {
 	durationBetween(p, "tracker.lost_after", t.LostAfter, 10*time.Millisecond, time.Hour)
 	between(p, "tracker.confirm_hits", t.ConfirmHits, 1, 100)
+	if !(t.FitThreshold > 0 && t.FitThreshold <= 2) {
+		p.add("tracker.fit_threshold", "must be > 0 and <= 2, got %g", t.FitThreshold)
+	}
 }
 
 func (a Align) validate(p *problems) {

@@ -10,7 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gocv.io/x/gocv"
+
 	"github.com/affectd/affectd/config"
+	"github.com/affectd/affectd/infer/lmau"
 )
 
 // Offline analysis (`affectd analyze`): every frame of every file, as fast
@@ -30,9 +33,18 @@ import (
 
 // AnalyzeOptions configure offline analysis.
 type AnalyzeOptions struct {
-	// Inputs are video files and folders (searched recursively for video
-	// file extensions).
+	// Inputs are video files, still pictures (each a one-frame input) and
+	// folders (searched recursively for both).
 	Inputs []string
+	// Neutral is where each face's neutral for the landmark AUs comes
+	// from: "prior" (default: the population prior, then the face's
+	// calmest frames), "first" (its first frame, fixed), or the path of a
+	// picture of the subject's neutral face (fixed).
+	Neutral string
+	// Frames takes every folder holding pictures for one video, its
+	// pictures the frames in name order (ABAW's cropped_aligned/<video>/),
+	// instead of each picture a still.
+	Frames bool
 	// OutDir receives <name>.csv or <name>.jsonl per input (default
 	// "processed", as OpenFace's FeatureExtraction).
 	OutDir string
@@ -54,8 +66,9 @@ type AnalyzeOptions struct {
 	// Progress receives a live progress line (a terminal); nil: none.
 	Progress io.Writer
 	// TrackOnly runs the first half alone (decode, detect, track,
-	// landmarks, align into a scratch buffer): no model, no output. For
-	// the benchmarks.
+	// landmarks, align into a scratch buffer), with every CPU (the
+	// detector's refinements in parallel, as the daemon runs them): no
+	// model, no output. For the benchmarks.
 	TrackOnly bool
 	// Log receives warnings (nil: none).
 	Log *slog.Logger
@@ -115,10 +128,12 @@ func (r *AnalyzeReport) FPS() float64 {
 
 // analyzer is one run of Analyze.
 type analyzer struct {
-	cfg *config.Config
-	m   *Models
-	o   AnalyzeOptions
-	seg uint64
+	cfg     *config.Config
+	m       *Models
+	o       AnalyzeOptions
+	seg     uint64
+	mode    lmau.Neutral
+	neutral lmau.Features // NeutralFixed's
 
 	done     atomic.Int64 // frames through the analyzer (replayed or not)
 	total    atomic.Int64 // frames expected over every file to do (probed)
@@ -154,7 +169,8 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 		return nil, err
 	}
 	o.Batch = AnalyzeBatch(&c, o.Batch)
-	m, err := LoadModels(&c, ModelOptions{Offline: true, Batch: o.Batch, KeepFeatures: o.Features, Log: o.Log})
+	// The first half leaves the model its CPUs, unless it runs alone.
+	m, err := LoadModels(&c, ModelOptions{Offline: true, Batch: o.Batch, KeepFeatures: o.Features, SerialRefine: !o.TrackOnly, Log: o.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +179,9 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 		return nil, errors.New("analyze: nothing to measure: no MAE-Face model (model.path) and no landmark model (landmarks.model)")
 	}
 	a := &analyzer{cfg: &c, m: m, o: o, seg: uint64(max(segmentBatches*o.Batch, minSegment))}
+	if err := a.setNeutral(); err != nil {
+		return nil, err
+	}
 	a.current.Store("")
 	rep := &AnalyzeReport{}
 	jobs, err := a.plan(rep)
@@ -231,4 +250,26 @@ func analyzeConfig(cfg *config.Config) config.Config {
 		c.ORT.Threads = max(1, runtime.NumCPU()-1)
 	}
 	return c
+}
+
+// setNeutral works out AnalyzeOptions.Neutral.
+func (a *analyzer) setNeutral() error {
+	switch a.o.Neutral {
+	case "", "prior":
+		a.mode = lmau.NeutralPrior
+	case "first":
+		a.mode = lmau.NeutralFirst
+	default:
+		img := gocv.IMRead(a.o.Neutral, gocv.IMReadColor)
+		defer img.Close()
+		if img.Empty() {
+			return fmt.Errorf("analyze: -neutral %s: not prior, first or a readable picture", a.o.Neutral)
+		}
+		f, err := a.m.Core.MeasureNeutral(img)
+		if err != nil {
+			return fmt.Errorf("analyze: -neutral %s: %w", a.o.Neutral, err)
+		}
+		a.mode, a.neutral = lmau.NeutralFixed, f
+	}
+	return nil
 }

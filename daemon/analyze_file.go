@@ -12,6 +12,7 @@ import (
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/capture/file"
 	"github.com/affectd/affectd/infer/analysis"
+	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/stream/record"
 )
 
@@ -87,6 +88,10 @@ func (a *analyzer) analyse(ctx context.Context, j *job, sinks []analysis.Sink, t
 	o := coreOptions(a.cfg, j.name)
 	o.Admission = &analysis.Offline{FlushEvery: a.seg, Replay: j.resume.Frames, ReplayModel: a.cfg.Smoothing.Enabled}
 	o.Strict, o.DryRun, o.Sinks = true, a.o.TrackOnly, sinks
+	o.Neutral = a.mode
+	if a.mode == lmau.NeutralFixed {
+		o.NeutralFeatures = &a.neutral
+	}
 	an, err := analysis.New(a.m.Core, o)
 	if err != nil {
 		return err

@@ -47,12 +47,18 @@ func (a *analyzer) plan(rep *AnalyzeReport) ([]*job, error) {
 		}
 		var found []string
 		err = filepath.WalkDir(in, func(p string, de fs.DirEntry, err error) error {
-			if err != nil {
+			switch {
+			case err != nil:
 				rep.Files = append(rep.Files, &FileReport{Input: p, Status: "failed", Err: err})
-				return nil
-			}
-			if !de.IsDir() && slices.Contains(VideoExtensions, strings.ToLower(filepath.Ext(p))) {
+			case de.IsDir() && a.o.Frames:
+				if frames, _ := file.Frames(p); len(frames) > 0 {
+					found = append(found, p) // a folder of frames: one input
+				}
+			case de.IsDir():
+			case slices.Contains(VideoExtensions, strings.ToLower(filepath.Ext(p))):
 				found = append(found, p)
+			case file.IsImage(p) && !a.o.Frames:
+				found = append(found, p) // a still: a one-frame input
 			}
 			return nil
 		})
@@ -61,7 +67,7 @@ func (a *analyzer) plan(rep *AnalyzeReport) ([]*job, error) {
 		}
 		sort.Strings(found)
 		if len(found) == 0 {
-			a.o.Log.Warn("no video files in folder", "folder", in, "extensions", strings.Join(VideoExtensions, " "))
+			a.o.Log.Warn("no videos or pictures in folder", "folder", in, "videos", strings.Join(VideoExtensions, " "), "pictures", strings.Join(file.ImageExtensions, " "))
 		}
 		files = append(files, found...)
 	}
@@ -132,12 +138,13 @@ func (a *analyzer) signature(in string) (string, error) {
 	}
 	abs, _ := filepath.Abs(in)
 	parts := []any{
-		"affectd analyze v2", Version, abs, fi.Size(), fi.ModTime().UnixNano(),
+		"affectd analyze v3", Version, abs, fi.Size(), fi.ModTime().UnixNano(),
 		a.o.Format, a.o.Points, a.o.Features, a.o.Batch,
 		stamp(c.Model.Path), stamp(c.ORT.Library), c.ORT.Provider, c.ORT.Threads,
 		stamp(c.Detector.Model), c.Detector.ScoreThreshold, c.Detector.DetectEvery, c.Detector.RefineRuns, c.Detector.Threads,
 		c.Tracker.LostAfter.D(), c.Tracker.ConfirmHits, c.Align.Margin,
 		stamp(c.Landmarks.Model), c.Landmarks.Align, c.Landmarks.FOV, c.Smoothing,
+		c.Detector.Verify, c.Detector.VerifyThreshold, c.Tracker.Cuts, c.Tracker.FitThreshold, a.o.Frames, a.o.Neutral, stamp(a.o.Neutral),
 	}
 	h := sha256.New()
 	for _, p := range parts {

@@ -127,7 +127,7 @@ func TestLiveEqualsOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
-	if r := runAnalyze(t, "-config", cfgPath, "-out", out, "-format", "jsonl", "-points", "-smooth", slow); r.code != 0 {
+	if r := runAnalyze(t, "-config", cfgPath, "-out", out, "-format", "jsonl", "-points", "-smooth", "-detect-every", "3", slow); r.code != 0 {
 		t.Fatalf("analyze: status %d: %s", r.code, r.stderr)
 	}
 	fh, err := os.Open(filepath.Join(out, "two_faces_5fps.jsonl"))

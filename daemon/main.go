@@ -115,6 +115,7 @@ func runCmd(args []string, stderr io.Writer) int {
 		cfg.Listen = *listen
 	}
 	applyModelFlag(cfg, *model)
+	findDefaults(cfg, log)
 	d, err := New(cfg, *path, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "affectd: %v\n", err)
@@ -177,7 +178,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 func modelInfo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("model-info", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	lib := fs.String("ort", "/usr/lib/affectd/libonnxruntime.so.1", "ONNX Runtime library")
+	lib := fs.String("ort", "", "ONNX Runtime library (default: searched in "+searchOrder+")")
 	provider := fs.String("provider", "cpu", "execution provider: cpu, cuda, tensorrt")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -185,6 +186,11 @@ func modelInfo(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "affectd model-info: want one model path")
 		return 2
+	}
+	if *lib == "" {
+		c := config.Default()
+		findDefaults(&c, nil)
+		*lib = c.ORT.Library
 	}
 	p, err := infer.ParseProvider(*provider)
 	if err != nil {
@@ -218,15 +224,25 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: affectd analyze [flags] FILE|DIR...
 
-Analyses every frame of the video files (folders are searched for video
-files) as fast as the machine goes, and writes one <name>.csv per video:
-OpenFace 2 FeatureExtraction's columns (frame, face_id, timestamp,
-confidence, success, pose_*, x_0…y_67, AUxx_r, AUxx_c) plus valence,
-arousal and expr_* from the model. An interrupted run resumes where it
-stopped; finished files are skipped (-force redoes them). Unreadable files
-are reported and skipped. Exit status 1 when a file failed. Frames go
+Analyses every frame of the video files and still pictures (each a
+one-frame input; -frames takes a folder of pictures for one video's
+frames; folders are searched for both) as fast as the machine goes, and
+writes one <name>.csv per input: OpenFace 2 FeatureExtraction's columns
+(frame, face_id, timestamp, confidence, success, pose_*, x_0…y_67,
+AUxx_r, AUxx_c) plus valence, arousal and expr_* from the model. An
+interrupted run resumes where it stopped; finished files are skipped
+(-force redoes them). Unreadable files are reported and skipped. Frames go
 through the same analyzer as the daemon's live streams: with the same
-config (and -smooth for run's smoothing) the numbers are the same.
+config, -detect-every and -smooth the numbers are the same.
+
+ONNX Runtime and the face detector, unless set, are searched in
+$AFFECTD_CACHE, the checkout's .cache/ (next to bin/, then the working
+directory's), then /usr/lib/affectd.
+
+Exit status: 0 every input analysed; 1 an input could not be analysed
+(others still were); 2 bad usage; 3 every input analysed, but in some no
+face was found in any frame (named on stderr); 130 interrupted (run the
+same command again to resume).
 
 flags:
 `)
@@ -234,8 +250,8 @@ flags:
 	}
 	cfgPath := fs.String("config", "", "config file for the model, detector and landmarks (default "+defaultConfig+" when it exists, else built-in defaults)")
 	model := fs.String("model", "", "MAE-Face ONNX model (overrides model.path; \"none\": landmarks only)")
-	ort := fs.String("ort", "", "ONNX Runtime library (overrides onnxruntime.library)")
-	detector := fs.String("detector", "", "BlazeFace ONNX model (overrides detector.model)")
+	ort := fs.String("ort", "", "ONNX Runtime library (overrides onnxruntime.library; left at its default, it is searched in "+searchOrder+")")
+	detector := fs.String("detector", "", "BlazeFace ONNX model (overrides detector.model; searched like -ort)")
 	out := fs.String("out", "processed", "output folder")
 	format := fs.String("format", "csv", "csv (OpenFace columns) or jsonl (the websocket protocol's frame objects)")
 	useLandmarks := fs.Bool("landmarks", true, "fit dlib's 68 landmarks: head pose, landmark AUs (AUxx_r); off is faster")
@@ -244,6 +260,9 @@ flags:
 	force := fs.Bool("force", false, "re-analyse files whose output exists; ignore interrupted runs")
 	batch := fs.Int("batch", 0, "faces per model batch (0: the config's batch.max_batch, 8 by default: on a CPU small batches are faster; raise it on a GPU); resume checkpoints come every max(4×batch, 128) frames")
 	threads := fs.Int("threads", 0, "ONNX Runtime threads for the model (0: onnxruntime.threads, or one per CPU)")
+	neutral := fs.String("neutral", "prior", "each face's neutral for the landmark AUs: prior (a population neutral, then the face's calmest frames), first (its first frame), or a picture of the subject's neutral face")
+	frames := fs.Bool("frames", false, "a folder of pictures is one video, its pictures the frames in name order (else each picture is a one-frame input)")
+	detectEvery := fs.Int("detect-every", 1, "run the face detector every k frames (1: every frame, so a face is found on the frame it appears; the daemon's detector.detect_every predicts the frames between)")
 	smooth := fs.Bool("smooth", false, "smooth each face's values over time with the config's smoothing section, as affectd run does (off: raw per-frame values); resuming then replays the model over the frames done")
 	quiet := fs.Bool("quiet", false, "no progress bar, even on a terminal")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
@@ -288,10 +307,16 @@ flags:
 	if *threads > 0 {
 		cfg.ORT.Threads = *threads
 	}
+	findDefaults(cfg, log)
 	cfg.Smoothing.Enabled = *smooth
+	if *detectEvery < 1 {
+		fmt.Fprintln(stderr, "affectd analyze: -detect-every: want 1 or more")
+		return 2
+	}
+	cfg.Detector.DetectEvery = *detectEvery
 	o := AnalyzeOptions{
 		Inputs: fs.Args(), OutDir: *out, Format: *format, Points: *points, Features: *features,
-		Force: *force, Batch: *batch, Log: log,
+		Force: *force, Batch: *batch, Frames: *frames, Neutral: *neutral, Log: log,
 	}
 	if !*quiet && isTerminal(stderr) {
 		o.Progress = stderr
@@ -303,7 +328,7 @@ flags:
 		fmt.Fprintf(stderr, "affectd analyze: %v\n", err)
 		return 1
 	}
-	done, skipped, resumed := 0, 0, 0
+	done, skipped, resumed, faceless := 0, 0, 0, 0
 	for _, f := range rep.Files {
 		if f.Replayed > 0 {
 			resumed++
@@ -318,6 +343,10 @@ flags:
 			if f.Warning != "" {
 				fmt.Fprintf(stderr, "affectd analyze: %s: %s\n", f.Input, f.Warning)
 			}
+			if f.Rows == 0 && f.Replayed == 0 {
+				faceless++
+				fmt.Fprintf(stderr, "affectd analyze: %s: no face found in any of its %d frames\n", f.Input, f.Frames)
+			}
 		}
 	}
 	if err != nil { // interrupted
@@ -326,8 +355,11 @@ flags:
 	}
 	fmt.Fprintf(stdout, "analyzed %d of %d inputs (%d already done, %d failed, resumed %d): %d frames, %d face rows in %s (%.1f frames/s) → %s\n",
 		done, len(rep.Files), skipped, rep.Failed(), resumed, rep.Frames, rep.Rows, rep.Elapsed.Round(time.Millisecond), rep.FPS(), o.OutDir)
-	if rep.Failed() > 0 {
+	switch {
+	case rep.Failed() > 0:
 		return 1
+	case faceless > 0:
+		return 3
 	}
 	return 0
 }

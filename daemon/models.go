@@ -16,6 +16,7 @@ import (
 	"github.com/affectd/affectd/stream"
 	"github.com/affectd/affectd/track"
 	"github.com/affectd/affectd/track/landmarks"
+	"github.com/affectd/affectd/track/verify"
 )
 
 // Models are what a run of affectd loads once: the analyzers' shared
@@ -27,10 +28,11 @@ type Models struct {
 	Pacer *infer.Pacer // live only (nil offline or without a model)
 	Info  stream.ModelInfo
 
-	model  *infer.Model
-	once   sync.Once
-	warmed chan struct{} // closed once Warm has run
-	warm   sync.Once
+	model    *infer.Model
+	verifier *verify.Verifier
+	once     sync.Once
+	warmed   chan struct{} // closed once Warm has run
+	warm     sync.Once
 }
 
 // ModelOptions say how the models will be used.
@@ -41,6 +43,10 @@ type ModelOptions struct {
 	// instead of dropping. Live (false) uses the config's batch section.
 	Offline bool
 	Batch   int
+	// SerialRefine runs the detector's refinements of a face one after
+	// another on the analyzer's thread (offline: the other CPUs are the
+	// model's), not in parallel.
+	SerialRefine bool
 	// KeepFeatures keeps the model's feature vector in each result
 	// (offline -features; live: model.keep_features).
 	KeepFeatures bool
@@ -69,11 +75,14 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 				eng.Close()
 			}
 			closeAll(det, lm, m.model)
+			if m.verifier != nil {
+				m.verifier.Close()
+			}
 		}
 	}()
 	det, err = track.NewDetector(track.DetectorOptions{
 		LibraryPath: cfg.ORT.Library, ModelPath: cfg.Detector.Model, ScoreThreshold: float32(cfg.Detector.ScoreThreshold),
-		Threads: cfg.Detector.Threads, RefineRuns: refineRuns(cfg.Detector.RefineRuns), SerialRefine: o.Offline,
+		Threads: cfg.Detector.Threads, RefineRuns: refineRuns(cfg.Detector.RefineRuns), SerialRefine: o.SerialRefine,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)
@@ -100,6 +109,12 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 	}
 	if m.Core, err = analysis.NewModels(det, lm, eng, al); err != nil {
 		return nil, err
+	}
+	if cfg.Detector.Verify {
+		if m.verifier, err = verify.New(cfg.Detector.VerifyThreshold); err != nil {
+			return nil, err
+		}
+		m.Core.Verifier = m.verifier
 	}
 	if lm == nil && eng == nil {
 		o.Log.Warn("neither a MAE-Face model nor landmarks: frames carry boxes and ids only")
@@ -240,6 +255,9 @@ func (m *Models) Close() {
 			m.Core.Engine.Close()
 		}
 		closeAll(m.Core.Detector, m.Core.Landmarks, m.model)
+		if m.verifier != nil {
+			m.verifier.Close()
+		}
 	})
 }
 
@@ -262,6 +280,7 @@ func coreOptions(cfg *config.Config, stream string) analysis.Options {
 		Stream: stream, DetectEvery: cfg.Detector.DetectEvery, LostAfter: cfg.Tracker.LostAfter.D(),
 		ConfirmHits: cfg.Tracker.ConfirmHits, Refine: cfg.Detector.RefineRuns != 0,
 		LandmarkAlign: cfg.Landmarks.Align, FOV: cfg.Landmarks.FOV,
+		Cuts: cfg.Tracker.Cuts, FitThreshold: float32(cfg.Tracker.FitThreshold),
 		Smoothing: analysis.Smoothing{
 			Enabled: cfg.Smoothing.Enabled, MinCutoff: cfg.Smoothing.MinCutoff,
 			Beta: cfg.Smoothing.Beta, DCutoff: cfg.Smoothing.DCutoff,

@@ -108,6 +108,14 @@ func appendFace(buf []byte, fc *analysis.Face, l *analysis.Layout, enc Encoding)
 	}
 	buf = append(buf, `],"score":`...)
 	buf = appendFloat(buf, float64(fc.Score), 3)
+	if fc.Fit >= 0 {
+		buf = append(buf, `,"fit":`...)
+		buf = appendFloat(buf, float64(fc.Fit), 3)
+	}
+	if fc.Fail != "" {
+		buf = append(buf, `,"fail":`...)
+		buf = appendString(buf, fc.Fail)
+	}
 	var sources []byte
 	for hi, h := range l.Heads {
 		if hi >= len(fc.Values) || fc.Values[hi] == nil {
@@ -174,6 +182,13 @@ func appendFace(buf []byte, fc *analysis.Face, l *analysis.Layout, enc Encoding)
 				buf = append(buf, ',')
 			}
 			buf = appendFloat(buf, float64(v), 1)
+		}
+		buf = append(buf, `],"r":[`...)
+		for i, v := range p.R {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendFloat(buf, float64(v), 4)
 		}
 		buf = append(buf, "]}"...)
 	}

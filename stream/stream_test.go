@@ -263,7 +263,7 @@ func TestAppendFrameIsValidJSON(t *testing.T) {
 		Stream: `cam"1`, Seq: 42, CapturedAt: time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC), PTS: 1500 * time.Millisecond,
 		Faces: []analysis.Face{
 			{ID: "cam1/7", Box: [4]float32{1, 2, 3, 4}, Score: 0.97, EstimateSeq: 40, Values: [][]float32{{0.2, 0.81}, {0.32, float32(math.NaN())}}},
-			{ID: "cam1/8", Box: [4]float32{5, 6, 7, 8}, Score: 0.9, Pose: &analysis.Pose{Yaw: 10, Pitch: -5, Roll: 2.5, T: [3]float32{1, 2, 600}},
+			{ID: "cam1/8", Box: [4]float32{5, 6, 7, 8}, Score: 0.9, Pose: &analysis.Pose{Yaw: 10, Pitch: -5, Roll: 2.5, T: [3]float32{1, 2, 600}, R: [3]float32{0.0873, -0.1745, 0.0436}},
 				Blend: []float32{0.25, 0}, Landmarks: &[68][2]float32{{1, 2}}},
 		},
 	}
@@ -294,7 +294,7 @@ func TestAppendFrameIsValidJSON(t *testing.T) {
 		t.Errorf("a face without estimate carries values: %v", f1)
 	}
 	pose := f1["pose"].(map[string]any)
-	if pose["yaw"] != 10.0 || pose["roll"] != 2.5 || pose["t"].([]any)[2] != 600.0 {
+	if pose["yaw"] != 10.0 || pose["roll"] != 2.5 || pose["t"].([]any)[2] != 600.0 || pose["r"].([]any)[1] != -0.1745 {
 		t.Errorf("pose %v", pose)
 	}
 	if bs := f1["blendshapes"].(map[string]any); bs["jawOpen"] != 0.25 || bs["browInnerUp"] != 0.0 {

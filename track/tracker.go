@@ -39,6 +39,16 @@ type TrackerOptions struct {
 	// NoRefine skips the detector's refinement runs on each detected face
 	// (they give precise keypoints for alignment).
 	NoRefine bool
+	// Verifier, when set, checks a detection before it starts a track: a
+	// detection it rejects starts none, and one it accepts is a face from
+	// that frame on (no ConfirmHits wait).
+	Verifier Verifier
+}
+
+// Verifier says whether a detected box holds a face (package verify has
+// one). It is called only for detections that start a track.
+type Verifier interface {
+	Verify(frame gocv.Mat, box Rect) bool
 }
 
 func (o *TrackerOptions) setDefaults() {
@@ -86,6 +96,8 @@ type Update struct {
 	Detected bool
 	// Detections is how many faces the detector found in this frame.
 	Detections int
+	// Rejected is how many of them the Verifier turned down (no track).
+	Rejected int
 }
 
 // Tracker follows the faces of one stream. It is owned by the stream's
@@ -149,7 +161,7 @@ func (tr *Tracker) Step(frame gocv.Mat, t time.Duration) (*Update, error) {
 		}
 	}
 	u := &tr.out
-	u.Faces, u.Ended, u.Detected, u.Detections = u.Faces[:0], u.Ended[:0], false, 0
+	u.Faces, u.Ended, u.Detected, u.Detections, u.Rejected = u.Faces[:0], u.Ended[:0], false, 0, 0
 	detect := tr.frames%tr.o.DetectEvery == 0
 	tr.frames++
 	if detect {
@@ -158,7 +170,7 @@ func (tr *Tracker) Step(frame gocv.Mat, t time.Duration) (*Update, error) {
 		if err != nil {
 			return u, fmt.Errorf("tracker %s: %w", tr.o.Stream, err)
 		}
-		tr.match(t)
+		tr.match(frame, t)
 		if err := tr.updateKeypoints(frame); err != nil {
 			return u, fmt.Errorf("tracker %s: %w", tr.o.Stream, err)
 		}
@@ -217,7 +229,7 @@ func (k *track) face(detected bool) Face {
 	return f
 }
 
-func (tr *Tracker) match(t time.Duration) {
+func (tr *Tracker) match(frame gocv.Mat, t time.Duration) {
 	dets := tr.dets
 	used := make([]bool, len(dets))
 	for _, k := range tr.tracks {
@@ -296,12 +308,21 @@ func (tr *Tracker) match(t time.Duration) {
 			}
 		}
 	}
-	// 3. New tracks for unmatched detections.
+	// 3. New tracks for unmatched detections (verified ones are faces at
+	// once).
 	for j, d := range dets {
 		if used[j] {
 			continue
 		}
-		k := &track{id: fmt.Sprintf("%s/%d", tr.o.Stream, tr.o.IDs.Next()), since: t}
+		var hits int
+		if tr.o.Verifier != nil {
+			if !tr.o.Verifier.Verify(frame, d.Box) {
+				tr.out.Rejected++
+				continue
+			}
+			hits = tr.o.ConfirmHits - 1
+		}
+		k := &track{id: fmt.Sprintf("%s/%d", tr.o.Stream, tr.o.IDs.Next()), since: t, hits: hits}
 		c := d.Box.Center()
 		for i, x := range [4]float32{c.X, c.Y, d.Box.W, d.Box.H} {
 			k.kf[i] = newKalman1(x, d.Box.W)

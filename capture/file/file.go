@@ -21,6 +21,9 @@ type Options struct {
 	Realtime bool
 	// Loop restarts the file at its end; PTS keeps counting.
 	Loop bool
+	// FPS is the frame rate of a folder of frames (default 25); a video
+	// file has its own.
+	FPS float64
 }
 
 // Source is a video file.
@@ -31,11 +34,23 @@ func New(o Options) *Source { return &Source{o: o} }
 
 func (s *Source) String() string { return "file://" + s.o.Path }
 
-// Run reads the file. A file that cannot be opened ends the stream
-// (capture.ErrEnded): retrying would not help.
+// Run reads the file: a video, a still picture (one frame) or a folder of
+// frames (its pictures in name order, FPS apart). A file that cannot be
+// opened ends the stream (capture.ErrEnded): retrying would not help.
 func (s *Source) Run(ctx context.Context, sink capture.Sink) error {
-	if _, err := os.Stat(s.o.Path); err != nil {
+	st, err := os.Stat(s.o.Path)
+	if err != nil {
 		return fmt.Errorf("%w: %v", capture.ErrEnded, err)
+	}
+	switch {
+	case st.IsDir():
+		frames, err := Frames(s.o.Path)
+		if err != nil || len(frames) == 0 {
+			return fmt.Errorf("%w: %s: no pictures in the folder", capture.ErrEnded, s.o.Path)
+		}
+		return s.runStills(ctx, sink, frames)
+	case IsImage(s.o.Path):
+		return s.runStills(ctx, sink, []string{s.o.Path})
 	}
 	vc, err := gocv.OpenVideoCaptureWithAPI(s.o.Path, gocv.VideoCaptureFFmpeg)
 	if err != nil || !vc.IsOpened() {
@@ -131,6 +146,20 @@ type Info struct {
 
 // Probe opens a file and reads its size, frame rate and frame count.
 func Probe(path string) (Info, error) {
+	if st, err := os.Stat(path); err == nil && (st.IsDir() || IsImage(path)) {
+		frames := []string{path}
+		if st.IsDir() {
+			if frames, err = Frames(path); err != nil || len(frames) == 0 {
+				return Info{}, fmt.Errorf("%w: %s: no pictures in the folder", ErrNotFile, path)
+			}
+		}
+		m := gocv.IMRead(frames[0], gocv.IMReadUnchanged)
+		defer m.Close()
+		if m.Empty() {
+			return Info{}, fmt.Errorf("%w: %s", ErrNotFile, frames[0])
+		}
+		return Info{Width: m.Cols(), Height: m.Rows(), FPS: 25, Frames: len(frames)}, nil
+	}
 	vc, err := gocv.OpenVideoCaptureWithAPI(path, gocv.VideoCaptureFFmpeg)
 	if err != nil || !vc.IsOpened() {
 		if vc != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/track"
 )
 
@@ -35,6 +36,17 @@ type Options struct {
 	FOV float64
 	// Smoothing filters each face's values over time.
 	Smoothing Smoothing
+	// Cuts ends every track at a cut between shots (track.Cuts): whoever
+	// appears after it is a new face, with a neutral of its own.
+	Cuts bool
+	// FitThreshold is the most a face's landmark fit may stray from the
+	// detector's keypoints (Face.Fit) and be trusted (default
+	// DefaultFitThreshold).
+	FitThreshold float32
+	// Neutral is where each face's neutral for the landmark AUs comes from
+	// (lmau.NeutralPrior by default); NeutralFeatures is NeutralFixed's.
+	Neutral         lmau.Neutral
+	NeutralFeatures *lmau.Features
 	// Admission chooses the faces the model analyses (required).
 	Admission Admission
 	// Strict ends Run with an error when a frame cannot be tracked or a
@@ -49,6 +61,13 @@ type Options struct {
 	// Metrics count per stream (nil: not counted).
 	Metrics *Metrics
 }
+
+// DefaultFitThreshold is the default Options.FitThreshold, in box widths:
+// fits on the test media's faces stray up to 0.10 (faces 30 px wide) and
+// mostly under 0.03; fits that slip off a face (boxes a quarter of their
+// width off, a profile face under a frontal fit) from 0.22 up
+// (TestFitQuality).
+const DefaultFitThreshold = 0.15
 
 // ErrStopped is returned by calls to an analyzer that has stopped.
 var ErrStopped = errors.New("analysis: analyzer stopped")
@@ -68,6 +87,7 @@ type Analyzer struct {
 	o       Options
 	lim     Limits
 	tracker *track.Tracker
+	cuts    *track.Cuts // nil: cuts do not end tracks
 	sm      streamMetrics
 	images  []ImageSink
 
@@ -113,9 +133,15 @@ func New(m *Models, o Options) (*Analyzer, error) {
 	if o.FOV <= 0 || o.FOV >= 180 {
 		o.FOV = 53
 	}
+	if o.FitThreshold <= 0 {
+		o.FitThreshold = DefaultFitThreshold
+	}
+	if o.Neutral == lmau.NeutralFixed && o.NeutralFeatures == nil {
+		return nil, errors.New("analysis: a fixed neutral without its measurements")
+	}
 	tr, err := track.NewTracker(m.Detector, track.TrackerOptions{
 		Stream: o.Stream, IDs: o.IDs, DetectEvery: o.DetectEvery, LostAfter: o.LostAfter, ConfirmHits: o.ConfirmHits,
-		NoRefine: !o.Refine || (m.Landmarks != nil && o.LandmarkAlign),
+		NoRefine: !o.Refine || (m.Landmarks != nil && o.LandmarkAlign), Verifier: m.Verifier,
 	})
 	if err != nil {
 		return nil, err
@@ -139,6 +165,9 @@ func New(m *Models, o Options) (*Analyzer, error) {
 		n := m.Aligner.Size()
 		a.scratch = make([]float32, 3*n*n)
 	}
+	if o.Cuts {
+		a.cuts = &track.Cuts{}
+	}
 	return a, nil
 }
 
@@ -155,6 +184,9 @@ func (a *Analyzer) Run(ctx context.Context, frames <-chan *capture.Frame) error 
 	}
 	defer close(a.done)
 	defer a.dropAll()
+	if a.cuts != nil {
+		defer a.cuts.Close()
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

@@ -120,7 +120,13 @@ func (a *Analyzer) writeFrame(pf *pendingFrame) {
 		vals = vals[:nh]
 		clear(vals)
 		b := p.face.Box
-		*fc = Face{ID: p.face.ID, Box: [4]float32{b.X, b.Y, b.W, b.H}, Score: p.face.Score}
+		*fc = Face{ID: p.face.ID, Box: [4]float32{b.X, b.Y, b.W, b.H}, Score: p.face.Score, Fit: p.fit, Fail: p.fail}
+		if p.fitted {
+			fc.Landmarks = &p.points
+		}
+		if p.fail != "" {
+			continue // no values in this frame
+		}
 		if nh > 0 {
 			fc.Values = vals
 		}
@@ -130,9 +136,6 @@ func (a *Analyzer) writeFrame(pf *pendingFrame) {
 		}
 		if p.res != nil {
 			fc.Features = p.res.Features
-		}
-		if p.fitted {
-			fc.Landmarks = &p.points
 		}
 		if p.posed {
 			fc.Pose = &p.pose

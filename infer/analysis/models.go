@@ -3,6 +3,8 @@ package analysis
 import (
 	"errors"
 
+	"gocv.io/x/gocv"
+
 	"github.com/affectd/affectd/infer"
 	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/track"
@@ -23,6 +25,9 @@ type Models struct {
 	// Aligner crops faces for the model (required with Engine, and for a
 	// dry run).
 	Aligner *track.Aligner
+	// Verifier checks a detection before it starts a track (nil: none;
+	// tracks then wait for tracker confirmation).
+	Verifier track.Verifier
 
 	layout     Layout
 	modelHeads int    // the engine's heads, first in layout
@@ -71,3 +76,34 @@ func NewModels(det *track.Detector, lm *landmarks.Predictor, eng *infer.Engine, 
 
 // Layout is what the results carry: read only.
 func (m *Models) Layout() *Layout { return &m.layout }
+
+// MeasureNeutral measures the largest face of a picture, for a fixed
+// neutral (Options.NeutralFeatures): a picture of the subject's neutral
+// face taken beforehand.
+func (m *Models) MeasureNeutral(img gocv.Mat) (lmau.Features, error) {
+	if m.Landmarks == nil {
+		return lmau.Features{}, errors.New("analysis: a neutral picture needs landmarks")
+	}
+	dets, err := m.Detector.Detect(img, nil)
+	if err != nil {
+		return lmau.Features{}, err
+	}
+	best := -1
+	for i, d := range dets {
+		if best < 0 || d.Box.W*d.Box.H > dets[best].Box.W*dets[best].Box.H {
+			best = i
+		}
+	}
+	if best < 0 {
+		return lmau.Features{}, errors.New("analysis: no face in the neutral picture")
+	}
+	s, err := m.Landmarks.Fit(img, dets[best].Box)
+	if err != nil {
+		return lmau.Features{}, err
+	}
+	f, ok := lmau.Measure((*lmau.Shape)(&s))
+	if !ok {
+		return lmau.Features{}, errors.New("analysis: the neutral picture's face cannot be measured")
+	}
+	return f, nil
+}

@@ -41,8 +41,15 @@ type FrameStats struct {
 	Detections int
 	// Analysed is how many faces were sent to the model (or, dry, aligned).
 	Analysed int
-	// LandmarkErrors counts faces whose landmarks could not be fitted.
+	// LandmarkErrors counts faces whose landmarks could not be fitted,
+	// or fitted poorly.
 	LandmarkErrors int
+	// Rejected is how many detections the verifier turned down as not
+	// faces (no track started).
+	Rejected int
+	// Cut is true when the frame starts a new shot: every earlier track
+	// ended before it.
+	Cut bool
 	// Landmarks is the time spent fitting landmarks, head pose and the
 	// landmark AUs of every face of the frame.
 	Landmarks time.Duration
@@ -77,13 +84,34 @@ type Face struct {
 	Blend []float32
 	// Landmarks are the 68 fitted points (nil without a fit).
 	Landmarks *[68][2]float32
+	// Fit says how far the landmark fit strays from the detector's eyes,
+	// nose and mouth (the mean distance over the box width; 0 is perfect,
+	// FitThreshold the most trusted); -1 without a fit.
+	Fit float32
+	// Fail says why the face has no values in this frame ("" when it
+	// has): "no_fit" (the landmarks could not be fitted) or "poor_fit"
+	// (Fit above the threshold: the fit has slipped off the face, as on a
+	// face turned far from the camera). A failed face keeps its box, id
+	// and points but carries no pose, AUs, blend shapes or model heads.
+	Fail string
 }
 
-// Pose is a head pose: degrees, and millimetres in camera coordinates (x
-// right, y down, z forward).
+// Reasons of Face.Fail.
+const (
+	FailNoFit   = "no_fit"
+	FailPoorFit = "poor_fit"
+)
+
+// Pose is a head pose (track/landmarks.Pose): Yaw, Pitch and Roll in
+// degrees (+ turned to the subject's left, looking up, tilted clockwise),
+// T in millimetres in camera coordinates (x right, y down, z forward), and
+// R the same rotation in OpenFace's convention, in radians (pose_Rx,
+// pose_Ry, pose_Rz: R = Rx·Ry·Rz; + looking down, turned to the subject's
+// right, tilted clockwise).
 type Pose struct {
 	Yaw, Pitch, Roll float32
 	T                [3]float32
+	R                [3]float32
 }
 
 // HeadInfo describes one head: frames carry it as label → value under

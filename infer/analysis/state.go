@@ -32,7 +32,7 @@ type estimate struct {
 func (a *Analyzer) state(id string) *faceState {
 	fs := a.faces[id]
 	if fs == nil {
-		fs = &faceState{}
+		fs = &faceState{lm: lmau.Face{Base: lmau.NewBaseline(a.o.Neutral, a.o.NeutralFeatures)}}
 		a.faces[id] = fs
 	}
 	return fs
@@ -59,11 +59,13 @@ type pendingFace struct {
 	res   *infer.Result  // the request's result, while the frame is written
 
 	fitted, posed, measured bool
+	fit                     float32 // Face.Fit
+	fail                    string  // Face.Fail
 	points                  [68][2]float32
 	pose                    Pose
 	au                      [lmau.NumAUs]float32 // smoothed
 	blend                   [16]float32          // smoothed
-	poseVals                [6]float32
+	poseVals                [9]float32 // yaw, pitch, roll, T, R
 }
 
 // lateRequest is a result that missed its frame's deadline: it updates

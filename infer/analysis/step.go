@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/infer"
 	"github.com/affectd/affectd/infer/lmau"
+	"github.com/affectd/affectd/track"
 	"github.com/affectd/affectd/track/landmarks"
 )
 
@@ -18,6 +20,10 @@ import (
 func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	a.emit(time.Now()) // results in already free their faces for this frame
 	if f.Restart { // a new session of the source: its faces are new tracks
+		a.ended = append(a.ended, a.tracker.Flush()...)
+	}
+	cut := a.cuts != nil && a.cuts.Cut(f.Mat)
+	if cut { // another shot: whoever is there is somebody new
 		a.ended = append(a.ended, a.tracker.Flush()...)
 	}
 	u, err := a.tracker.Step(f.Mat, f.PTS)
@@ -40,9 +46,9 @@ func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	}
 	pf.ended = append(append(pf.ended, a.ended...), u.Ended...)
 	a.ended = a.ended[:0]
-	pf.stats = FrameStats{Detected: u.Detected, Detections: u.Detections}
+	pf.stats = FrameStats{Detected: u.Detected, Detections: u.Detections, Rejected: u.Rejected, Cut: cut}
 	for _, tf := range u.Faces {
-		pf.faces = append(pf.faces, pendingFace{face: tf, state: a.state(tf.ID)})
+		pf.faces = append(pf.faces, pendingFace{face: tf, state: a.state(tf.ID), fit: -1})
 	}
 	if u.Detected {
 		a.sm.detections(u.Detections)
@@ -69,10 +75,12 @@ func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	a.pending = append(a.pending, pf)
 }
 
-// fit fits every face's 68 landmarks and head pose, and measures its
-// landmark AUs and blend shapes against its neutral (every frame: rigs
-// want them all). Between faces it writes the earlier frames whose
-// results have come, so that a long frame does not hold them back.
+// fit fits every face's 68 landmarks, checks the fit against the
+// detector's keypoints, and for a fit it trusts estimates the head pose and
+// measures the landmark AUs and blend shapes against the face's neutral
+// (every frame: rigs want them all). Between faces it writes the earlier
+// frames whose results have come, so that a long frame does not hold them
+// back.
 func (a *Analyzer) fit(f *capture.Frame, pf *pendingFrame) {
 	cam := landmarks.CameraFOV(pf.w, pf.h, a.o.FOV)
 	for i := range pf.faces {
@@ -82,11 +90,21 @@ func (a *Analyzer) fit(f *capture.Frame, pf *pendingFrame) {
 		if err != nil {
 			a.sm.skip("landmarks_error")
 			pf.stats.LandmarkErrors++
+			p.fail = FailNoFit
 			continue
 		}
 		p.fitted = true
 		for k, q := range s {
 			p.points[k] = [2]float32{q.X, q.Y}
+		}
+		p.fit = fitDistance(&s, &p.face)
+		if p.fit > a.o.FitThreshold {
+			// Slipped off the face: no pose, no AUs, the neutral untouched,
+			// and the crop aligned on the detector's keypoints.
+			a.sm.skip("landmarks_error")
+			pf.stats.LandmarkErrors++
+			p.fail = FailPoorFit
+			continue
 		}
 		if a.o.LandmarkAlign {
 			p.face.Keypoints = s.Keypoints()
@@ -94,11 +112,11 @@ func (a *Analyzer) fit(f *capture.Frame, pf *pendingFrame) {
 		fs := p.state
 		if pose, err := cam.EstimatePose(s); err == nil {
 			p.posed = true
-			p.poseVals = [6]float32{pose.Yaw, pose.Pitch, pose.Roll, pose.T[0], pose.T[1], pose.T[2]}
+			p.poseVals = [9]float32{pose.Yaw, pose.Pitch, pose.Roll, pose.T[0], pose.T[1], pose.T[2], pose.R[0], pose.R[1], pose.R[2]}
 			a.series[0] = p.poseVals[:]
 			fs.poseSm.apply(&a.o.Smoothing, pf.pts, a.series[:1], nil)
 			v := &p.poseVals
-			p.pose = Pose{Yaw: v[0], Pitch: v[1], Roll: v[2], T: [3]float32{v[3], v[4], v[5]}}
+			p.pose = Pose{Yaw: v[0], Pitch: v[1], Roll: v[2], T: [3]float32{v[3], v[4], v[5]}, R: [3]float32{v[6], v[7], v[8]}}
 		}
 		if r, ok := fs.lm.Update((*lmau.Shape)(&s)); ok {
 			p.measured = true
@@ -109,6 +127,21 @@ func (a *Analyzer) fit(f *capture.Frame, pf *pendingFrame) {
 		pf.stats.Landmarks += time.Since(start)
 		a.emit(time.Now())
 	}
+}
+
+// fitDistance is how far a landmark fit strays from the tracker's
+// keypoints of the face (the detector's, moved with the box between
+// detections): the mean distance of the eyes, nose tip and mouth over the
+// box width. dlib's cascade always returns a face-shaped fit; on a face
+// turned far from the camera, or from a box that has drifted, it lies
+// somewhere else than BlazeFace's keypoints, which follow turned faces.
+func fitDistance(s *landmarks.Shape, f *track.Face) float32 {
+	k := s.Keypoints()
+	var sum float64
+	for _, i := range []int{track.KeyRightEye, track.KeyLeftEye, track.KeyNose, track.KeyMouth} {
+		sum += math.Hypot(float64(k[i].X-f.Keypoints[i].X), float64(k[i].Y-f.Keypoints[i].Y))
+	}
+	return float32(sum / 4 / math.Max(float64(f.Box.W), 1))
 }
 
 // submit sends the faces the admission chooses to the engine, each crop
@@ -123,6 +156,10 @@ func (a *Analyzer) submit(ctx context.Context, f *capture.Frame, pf *pendingFram
 	full := false
 	for _, i := range a.due {
 		p := &pf.faces[i]
+		if p.fail == FailPoorFit { // its values would not be shown
+			a.sm.skip("poor_fit")
+			continue
+		}
 		if a.o.DryRun {
 			if _, err := a.m.Aligner.Align(f.Mat, p.face.Keypoints, a.scratch); err == nil {
 				pf.stats.Analysed++

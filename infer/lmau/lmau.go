@@ -1,7 +1,9 @@
 package lmau
 
 import (
+	"cmp"
 	"math"
+	"slices"
 
 	"github.com/affectd/affectd/track"
 )
@@ -108,16 +110,33 @@ func centre(s *Shape, a, b int) Point {
 	return Point{X: x / n, Y: y / n}
 }
 
-// Gains: intensity 5 is reached at this change from neutral, in inter-eye
-// distances (typical full-strength displacements of each movement).
+// Gains: intensity 5 (FACS "E", the maximum) is reached at this change
+// from the neutral, in inter-eye distances (IOD, eye centre to eye
+// centre, about 62 mm on an adult): the reference deformation of each
+// AU's 5. They are set so that ordinary expressions land inside the scale
+// and only the strongest reach its top; earlier versions reached 5 at a
+// third to a half of these and saturated on a broad smile.
+//
+//	AU1, AU2   inner / outer brow raised 0.20 IOD (≈ 12 mm)
+//	AU4        brows lowered 0.10 IOD, or drawn together 0.12
+//	AU5        upper lid raised: the lid opening grown by 0.06 IOD
+//	AU12       lip corners raised 0.35 IOD against the nose base
+//	           (≈ 22 mm; widening 0.30 IOD adds up to half as much)
+//	AU15       lip corners lowered 0.12 IOD
+//	AU20       lip corners pulled out 0.20 IOD without rising
+//	AU25       inner lips 0.35 IOD apart
+//	AU26       chin dropped 0.40 IOD
+//	AU45       the eye closed to 15% of its neutral opening (rising
+//	           from 75%)
 const (
-	gainBrowUp    = 5 / 0.12 // brows raised by 12% of the eye distance
-	gainBrowDown  = 5 / 0.08
-	gainBrowGap   = 5 / 0.10
-	gainEyeWide   = 5 / 0.05
-	gainCornerUp  = 5 / 0.10
-	gainCornerDn  = 5 / 0.08
-	gainCornerOut = 5 / 0.12
+	gainBrowUp    = 5 / 0.20
+	gainBrowDown  = 5 / 0.10
+	gainBrowGap   = 5 / 0.12
+	gainEyeWide   = 5 / 0.06
+	gainCornerUp  = 5 / 0.35
+	gainCornerDn  = 5 / 0.12
+	gainCornerOut = 5 / 0.30
+	gainStretch   = 5 / 0.20
 	gainLipGap    = 5 / 0.35
 	gainJawDrop   = 5 / 0.40
 	// AU45: the eyes closed to this fraction of their neutral opening and
@@ -152,7 +171,7 @@ func Estimate(f, neutral *Features) (au [NumAUs]float32, sides Sides) {
 		up, out := d(fCornerUpR+side), d(fCornerOutR+side)
 		sides.Smile[side] = clamp(gainCornerUp*pos(up) + gainCornerOut*pos(out)/2)
 		sides.Frown[side] = clamp(gainCornerDn * pos(-up))
-		sides.Stretch[side] = clamp(gainCornerOut * pos(out-pos(up)))
+		sides.Stretch[side] = clamp(gainStretch * pos(out-pos(up)))
 	}
 	mean := func(v [2]float32) float32 { return (v[0] + v[1]) / 2 }
 	au[AU1] = mean(sides.BrowInner)
@@ -169,46 +188,141 @@ func Estimate(f, neutral *Features) (au [NumAUs]float32, sides Sides) {
 	return au, sides
 }
 
-// Baseline is a face's neutral: a running median of each measurement,
-// moved a small fixed step towards every new sample (a stochastic median:
-// half the time above, half below). It starts at the first sample.
+// Prior is the population neutral every face starts from: the
+// measurements of dlib's 68-point mean shape (the predictor's initial
+// shape, the average of the iBUG 300-W training faces, frontal), measured
+// here by TestPriorIsDlibMeanShape. On the test media's two photos, which
+// are not neutral (the astronaut smiles with her lips parted), the brows,
+// eyes and jaw lie within 0.05 eye distances of it, the smile's lip
+// corners 0.17 higher and the lips 0.06 further apart.
+var Prior = Features{0.2908, 0.2908, 0.2699, 0.2699, 0.3656, 0.1235, 0.1235, -0.2858, -0.2858, 0.4451, 0.4451, 0.0877, 1.0610}
+
+// Neutral says where a face's neutral comes from.
+type Neutral int
+
+// Neutral modes.
+const (
+	// NeutralPrior starts from Prior and learns the face's own neutral
+	// from its least active frames (default).
+	NeutralPrior Neutral = iota
+	// NeutralFirst takes the face's first frame as its neutral, fixed
+	// (a recording that starts on a neutral face).
+	NeutralFirst
+	// NeutralFixed uses given measurements, fixed (a neutral picture of
+	// the subject, measured beforehand).
+	NeutralFixed
+)
+
+// Baseline is a face's neutral. With NeutralPrior it is the mean of Prior,
+// counted as priorWeight frames at first and fading to a tenth of that as
+// the window fills, and the face's calm frames among its last window: the
+// quarter of them with the least activity (the sum of the AU intensities
+// they show against Prior). A
+// face that smiles most of the time is so measured against its calmest
+// moments, not its first frame; a face that starts mid-expression reads
+// it from frame 1; and a face that starts crying stops being measured
+// against its tears once it has rested for a quarter of its frames. The
+// zero value is a NeutralPrior baseline.
 type Baseline struct {
-	f    Features
-	n    int
-	last Features
+	mode  Neutral
+	f     Features // the neutral
+	fixed Features // NeutralFixed's
+	n     int      // frames seen
+	win   []sample // the last window frames, a ring
+	next  int      // the ring's next slot
+	order []int32 // the window by activity (scratch)
+	last  Features
+	reset bool // calibrated: fixed at the frame it was asked on
 }
 
-// medianStep is how far the baseline moves per frame, in eye distances:
-// 0.0004 × 25 fps = 0.01 per second, so a brief expression barely moves it
-// while a changed resting face is learnt within tens of seconds.
-const medianStep = 0.0004
+type sample struct {
+	f Features
+	a float32 // activity against Prior
+}
+
+const (
+	// priorWeight is how many calm frames Prior counts as.
+	priorWeight = 50
+	// window is how many of a face's last frames the neutral is learnt
+	// from (30 s at 25 fps).
+	window = 750
+)
+
+// NewBaseline makes a baseline: mode NeutralFixed uses fixed.
+func NewBaseline(mode Neutral, fixed *Features) Baseline {
+	b := Baseline{mode: mode}
+	if fixed != nil {
+		b.fixed = *fixed
+	}
+	return b
+}
+
+// activity is how much a face shows against Prior.
+func activity(f *Features) float32 {
+	au, _ := Estimate(f, &Prior)
+	var a float32
+	for _, v := range au {
+		a += v
+	}
+	return a
+}
 
 // Update adds a frame's measurements.
 func (b *Baseline) Update(f *Features) {
 	b.last = *f
-	if b.n == 0 {
-		b.f = *f
-		b.n = 1
+	first := b.n == 0
+	b.n++
+	switch {
+	case b.reset:
+		return
+	case b.mode == NeutralFixed:
+		b.f = b.fixed
+		return
+	case b.mode == NeutralFirst:
+		if first {
+			b.f = *f
+		}
 		return
 	}
-	b.n++
-	for i := range b.f {
-		switch {
-		case f[i] > b.f[i]:
-			b.f[i] = min(b.f[i]+medianStep, f[i])
-		case f[i] < b.f[i]:
-			b.f[i] = max(b.f[i]-medianStep, f[i])
+	s := sample{*f, activity(f)}
+	if len(b.win) < window {
+		b.win = append(b.win, s)
+	} else {
+		b.win[b.next] = s
+		b.next = (b.next + 1) % window
+	}
+	// The quarter of the window's frames with the least activity, then
+	// their mean with the prior's (fading as the window fills).
+	b.order = b.order[:0]
+	for i := range b.win {
+		b.order = append(b.order, int32(i))
+	}
+	slices.SortStableFunc(b.order, func(x, y int32) int { return cmp.Compare(b.win[x].a, b.win[y].a) })
+	pw := priorWeight * max(0.1, 1-float64(len(b.win))/window)
+	var sum [numFeatures]float64
+	for i := range sum {
+		sum[i] = pw * float64(Prior[i])
+	}
+	calm := (len(b.order) + 3) / 4
+	for _, i := range b.order[:calm] {
+		for k, v := range b.win[i].f {
+			sum[k] += float64(v)
 		}
+	}
+	for i := range b.f {
+		b.f[i] = float32(sum[i] / (pw + float64(calm)))
 	}
 }
 
-// Neutral is the current baseline.
+// Neutral is the current neutral.
 func (b *Baseline) Neutral() *Features { return &b.f }
 
-// Reset makes the last measurements the neutral (calibration).
+// Reset makes the last measurements the neutral, fixed from now on
+// (calibration).
 func (b *Baseline) Reset() {
 	if b.n > 0 {
 		b.f = b.last
+		b.reset = true
 	}
 }
 
@@ -264,11 +378,11 @@ type Result struct {
 	Blend  [16]float32     // 0–1, BlendShapes order
 }
 
-// Face is one face's landmark AU state: its neutral, learnt from its own
-// frames, and a pending calibration. The zero value is ready to use; it
-// belongs to one goroutine.
+// Face is one face's landmark AU state: its neutral (Baseline) and a
+// pending calibration. The zero value starts from Prior; it belongs to one
+// goroutine.
 type Face struct {
-	base      Baseline
+	Base      Baseline
 	calibrate bool
 }
 
@@ -279,13 +393,13 @@ func (fc *Face) Update(s *Shape) (r Result, ok bool) {
 	if !ok {
 		return r, false
 	}
-	fc.base.Update(&f)
+	fc.Base.Update(&f)
 	if fc.calibrate {
-		fc.base.Reset()
+		fc.Base.Reset()
 		fc.calibrate = false
 	}
 	var sides Sides
-	r.AU, sides = Estimate(&f, fc.base.Neutral())
+	r.AU, sides = Estimate(&f, fc.Base.Neutral())
 	for i, v := range r.AU {
 		r.Active[i] = v >= Occurrence
 	}
@@ -293,5 +407,5 @@ func (fc *Face) Update(s *Shape) (r Result, ok bool) {
 	return r, true
 }
 
-// Calibrate makes the face's next frame its neutral.
+// Calibrate makes the face's next frame its neutral, fixed from then on.
 func (fc *Face) Calibrate() { fc.calibrate = true }

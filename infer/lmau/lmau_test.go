@@ -77,10 +77,10 @@ func openMouth(a float64) Shape {
 	})
 }
 
-// estimate runs a fresh estimator: the first shape is the neutral.
+// estimate runs a fresh estimator whose neutral is the first shape.
 func estimate(t *testing.T, neutral, face Shape) Result {
 	t.Helper()
-	var e Face
+	e := Face{Base: NewBaseline(NeutralFirst, nil)}
 	if _, ok := e.Update(&neutral); !ok {
 		t.Fatal("neutral: degenerate")
 	}
@@ -172,12 +172,12 @@ func TestLidsClosed(t *testing.T) {
 func TestSmile(t *testing.T) {
 	smile := edit(func(p *[68][2]float64) {
 		for _, i := range []int{48, 60} {
-			p[i][0] -= 0.04
-			p[i][1] -= 0.08
+			p[i][0] -= 0.08
+			p[i][1] -= 0.2
 		}
 		for _, i := range []int{54, 64} {
-			p[i][0] += 0.04
-			p[i][1] -= 0.08
+			p[i][0] += 0.08
+			p[i][1] -= 0.2
 		}
 	})
 	r := estimate(t, neutral(), smile)
@@ -190,7 +190,7 @@ func TestSmile(t *testing.T) {
 	}
 	frown := edit(func(p *[68][2]float64) {
 		for _, i := range []int{48, 54, 60, 64} {
-			p[i][1] += 0.06
+			p[i][1] += 0.07
 		}
 	})
 	if r := estimate(t, neutral(), frown); r.AU[AU15] < 2.5 || others(r, AU15) > 0.1 {
@@ -198,7 +198,7 @@ func TestSmile(t *testing.T) {
 	}
 	brows := edit(func(p *[68][2]float64) {
 		for i := 17; i <= 26; i++ {
-			p[i][1] -= 0.08
+			p[i][1] -= 0.12
 		}
 	})
 	if r := estimate(t, neutral(), brows); r.AU[AU1] < 2.5 || r.AU[AU2] < 2.5 || others(r, AU1, AU2) > 0.1 {
@@ -227,28 +227,159 @@ func TestInvariance(t *testing.T) {
 	}
 }
 
-func TestBaselineLearnsAndCalibrates(t *testing.T) {
-	var e Face
+func TestBaselineCalibrates(t *testing.T) {
+	e := Face{Base: NewBaseline(NeutralFirst, nil)}
 	n, open := neutral(), openMouth(0.2)
 	e.Update(&n)
 	r, _ := e.Update(&open)
 	if r.AU[AU25] < 2.5 {
 		t.Fatalf("AU25 %.2f against a neutral first frame", r.AU[AU25])
 	}
-	// Calibrate on the open mouth: it becomes the neutral.
+	// Calibrate on the open mouth: it becomes the neutral, and stays.
 	e.Calibrate()
-	r, _ = e.Update(&open)
+	for i := 0; i < 100; i++ {
+		r, _ = e.Update(&open)
+	}
 	if r.AU[AU25] != 0 || r.AU[AU26] != 0 {
 		t.Fatalf("after calibrating: AU25 %.2f AU26 %.2f, want 0", r.AU[AU25], r.AU[AU26])
 	}
-	// A sustained new resting face is learnt slowly: 30 s at 25 fps.
-	var e2 Face
-	e2.Update(&n)
-	for i := 0; i < 750; i++ {
-		r, _ = e2.Update(&open)
+	if r, _ = e.Update(&n); r.AU[AU25] != 0 || r.AU[AU15]+r.AU[AU12] > 0.5 {
+		t.Errorf("the closed mouth against the open-mouth neutral: %v", r.AU)
 	}
-	if r.AU[AU25] > 1 {
-		t.Errorf("after 30 s of a new resting face, AU25 still %.2f", r.AU[AU25])
+}
+
+// priorFace is neutral() moved so that every measurement is Prior's (by
+// the inverse of Measure on the points each uses).
+func priorFace() Shape {
+	f, _ := Measure(ptr(neutral()))
+	return edit(func(p *[68][2]float64) {
+		d := func(i int) float64 { return float64(Prior[i] - f[i]) }
+		for _, i := range []int{17, 18} {
+			p[i][1] -= d(fBrowOuterR)
+		}
+		for _, i := range []int{19, 20, 21} {
+			p[i][1] -= d(fBrowInnerR)
+		}
+		for _, i := range []int{25, 26} {
+			p[i][1] -= d(fBrowOuterL)
+		}
+		for _, i := range []int{22, 23, 24} {
+			p[i][1] -= d(fBrowInnerL)
+		}
+		p[21][0] -= d(fBrowGap) / 2
+		p[22][0] += d(fBrowGap) / 2
+		for _, i := range []int{37, 38, 43, 44} {
+			p[i][1] -= d(fEyeOpenR) / 2
+		}
+		for _, i := range []int{40, 41, 46, 47} {
+			p[i][1] += d(fEyeOpenR) / 2
+		}
+		for _, i := range []int{48, 60} {
+			p[i][1] -= d(fCornerUpR)
+			p[i][0] -= d(fCornerOutR)
+		}
+		for _, i := range []int{54, 64} {
+			p[i][1] -= d(fCornerUpL)
+			p[i][0] += d(fCornerOutL)
+		}
+		for _, i := range []int{65, 66, 67} {
+			p[i][1] += d(fLipGap)
+		}
+		p[8][1] += d(fJawDrop)
+	})
+}
+
+func ptr(s Shape) *Shape { return &s }
+
+// TestPriorFace checks the test's own prior-shaped face.
+func TestPriorFace(t *testing.T) {
+	f, _ := Measure(ptr(priorFace()))
+	for i := range f {
+		if math.Abs(float64(f[i]-Prior[i])) > 0.01 {
+			t.Errorf("measurement %d: %.4f, prior %.4f", i, f[i], Prior[i])
+		}
+	}
+	var e Face
+	if r, _ := e.Update(ptr(priorFace())); others(r) > 0.2 {
+		t.Errorf("the prior-shaped face on frame 1: %v", r.AU)
+	}
+}
+
+// TestFromFrameOne: with the prior neutral (the default), a face that
+// starts mid-expression reads it on its first frame, a still included
+// (a neutral taken from the first frame read zeros here).
+func TestFromFrameOne(t *testing.T) {
+	smile := priorFace()
+	for _, i := range []int{48, 60, 54, 64} {
+		smile[i].Y -= 20 // 0.2 IOD higher
+	}
+	var e Face
+	r, ok := e.Update(&smile)
+	if !ok || r.AU[AU12] < 2 {
+		t.Errorf("a smile on the first frame: AU12 %.2f (ok %v)", r.AU[AU12], ok)
+	}
+	var first Face
+	first.Base = NewBaseline(NeutralFirst, nil)
+	if r, _ := first.Update(&smile); r.AU[AU12] != 0 {
+		t.Errorf("control: with the first frame as the neutral AU12 %.2f, want 0", r.AU[AU12])
+	}
+}
+
+// TestCryingStart: a face that starts with its eyes narrowed and its inner
+// brows raised (crying) for 4 s, then rests, does not read "eyes wide"
+// once it rests (the first frame as neutral made the rest read AU5 for
+// the rest of the clip).
+func TestCryingStart(t *testing.T) {
+	rest := priorFace()
+	crying := rest
+	for _, i := range []int{37, 38, 43, 44} {
+		crying[i].Y += 4 // lids 0.04 IOD lower
+	}
+	for _, i := range []int{21, 22} {
+		crying[i].Y -= 8
+	}
+	var e Face
+	for i := 0; i < 100; i++ {
+		if r, _ := e.Update(&crying); i == 0 && r.AU[AU1] < 1 {
+			t.Errorf("crying, frame 1: AU1 %.2f", r.AU[AU1])
+		}
+	}
+	var r Result
+	for i := 0; i < 25; i++ {
+		r, _ = e.Update(&rest)
+	}
+	if r.AU[AU5] > 0.5 || r.AU[AU1] > 0.5 {
+		t.Errorf("resting after crying: AU5 %.2f AU1 %.2f, want ≈ 0", r.AU[AU5], r.AU[AU1])
+	}
+	control := Face{Base: NewBaseline(NeutralFirst, nil)}
+	control.Update(&crying)
+	if r, _ := control.Update(&rest); r.AU[AU5] < 1 {
+		t.Errorf("control: the first frame as neutral gives AU5 %.2f, want the old error (≥ 1)", r.AU[AU5])
+	}
+}
+
+// TestLearnsOwnNeutral: a face whose resting brows sit higher than the
+// prior's reads AU1/AU2 at first, and learns its own neutral from its
+// calm frames within 30 s (25 fps).
+func TestLearnsOwnNeutral(t *testing.T) {
+	high := priorFace()
+	for i := 17; i <= 26; i++ {
+		high[i].Y -= 6 // 0.06 IOD higher
+	}
+	var e Face
+	first, _ := e.Update(&high)
+	var r Result
+	for i := 0; i < 750; i++ {
+		r, _ = e.Update(&high)
+	}
+	t.Logf("brows 0.06 IOD above the prior: AU1 %.2f on frame 1, %.2f after 30 s", first.AU[AU1], r.AU[AU1])
+	if first.AU[AU1] < 1 || r.AU[AU1] > 0.6 {
+		t.Errorf("AU1 %.2f on frame 1 (want ≥ 1), %.2f after 30 s (want ≤ 0.6)", first.AU[AU1], r.AU[AU1])
+	}
+	fixed, _ := Measure(&high)
+	f := Face{Base: NewBaseline(NeutralFixed, &fixed)}
+	if r, _ := f.Update(&high); others(r) != 0 {
+		t.Errorf("a fixed neutral of the face itself: %v", r.AU)
 	}
 }
 

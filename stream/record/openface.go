@@ -141,6 +141,20 @@ func (c *CSV) Frame(buf []byte, r *analysis.FrameResult) []byte {
 	return buf
 }
 
+// Confidence is OpenFace's confidence column: how much the landmarks are
+// to be trusted, 0 to 1, from the fit's distance to the detector's
+// keypoints (1 − Fit/(2 × the default threshold): 0.5 at the threshold,
+// where success turns 0), or without landmarks the detector's score.
+func Confidence(f *analysis.Face) float32 {
+	if f.Fit < 0 {
+		if f.Landmarks == nil && f.Fail == analysis.FailNoFit {
+			return 0
+		}
+		return f.Score
+	}
+	return min(max(1-f.Fit/(2*analysis.DefaultFitThreshold), 0), 1)
+}
+
 // FaceNumber is the number of a face id ("cam/7" → "7").
 func FaceNumber(id string) string {
 	if i := strings.LastIndexByte(id, '/'); i >= 0 {
@@ -151,7 +165,7 @@ func FaceNumber(id string) string {
 
 func (c *CSV) row(buf []byte, r *analysis.FrameResult, f *analysis.Face) []byte {
 	analysed := f.EstimateSeq == r.Seq // the model's values are this frame's
-	success := (analysed || !c.model) && (f.Landmarks != nil || !c.pose)
+	success := f.Fail == "" && (analysed || !c.model) && (f.Landmarks != nil || !c.pose)
 	num := func(v float32, prec int) {
 		buf = append(buf, sep...)
 		buf = strconv.AppendFloat(buf, float64(v), 'f', prec, 64)
@@ -168,20 +182,19 @@ func (c *CSV) row(buf []byte, r *analysis.FrameResult, f *analysis.Face) []byte 
 	buf = append(buf, sep...)
 	buf = append(buf, FaceNumber(f.ID)...)
 	num(float32(r.PTS.Seconds()), 3)
-	num(f.Score, 3)
+	num(Confidence(f), 3)
 	flag(success)
 	if c.pose {
 		var p analysis.Pose
 		if f.Pose != nil {
 			p = *f.Pose
 		}
-		const rad = 0.017453292519943295
 		num(p.T[0], 1)
 		num(p.T[1], 1)
 		num(p.T[2], 1)
-		num(p.Pitch*rad, 3)
-		num(p.Yaw*rad, 3)
-		num(p.Roll*rad, 3)
+		num(p.R[0], 3) // OpenFace's convention (landmarks.Pose.R)
+		num(p.R[1], 3)
+		num(p.R[2], 3)
 	}
 	if c.points {
 		for axis := 0; axis < 2; axis++ {

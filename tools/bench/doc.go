@@ -7,4 +7,5 @@
 //	go run ./tools/bench e2e [-streams N] [-model M]
 //	go run ./tools/bench latency [-clip one_face] [-size 1280x720]
 //	go run ./tools/bench analyze [-rounds 3] [-batch N] [-threads N]
+//	go run ./tools/bench fidelity [-size 640x360] [-model none]
 package main

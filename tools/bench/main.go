@@ -29,6 +29,8 @@ func main() {
 		err = benchLatency(os.Args[2:])
 	case "analyze":
 		err = benchAnalyze(os.Args[2:])
+	case "fidelity":
+		err = benchFidelity(os.Args[2:])
 	default:
 		usage()
 	}
@@ -46,7 +48,8 @@ commands:
   track   decoding vs ffmpeg, and capture+detect+track+align frames/s
   e2e     the real daemon on N paced 720p streams: fps per stream, latency, drops
   latency glass-to-socket latency of WHIP and RTSP ingest, same clip, one run
-  analyze offline analysis vs its two halves alone (fps, bound, ratio)`)
+  analyze offline analysis vs its two halves alone (fps, bound, ratio)
+  fidelity analyze on media whose truth is known: recall, precision, id switches, lags`)
 	os.Exit(2)
 }
 

@@ -53,7 +53,10 @@ func benchTrack(args []string) error {
 	if *front {
 		cfg.Detector.Model = filepath.Join(filepath.Dir(cfg.Detector.Model), "face_detection_front_128x128.onnx")
 	}
-	cfg.Detector.DetectEvery, cfg.Detector.Threads = *every, *threads
+	cfg.Detector.DetectEvery = *every
+	if *threads > 0 {
+		cfg.Detector.Threads = *threads
+	}
 	switch {
 	case *refine < 0:
 		cfg.Detector.RefineRuns = 0

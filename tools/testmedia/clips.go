@@ -13,6 +13,10 @@ import (
 type pose struct {
 	cx, cy, h float64
 	shown     bool
+	// roll turns the face in the image plane about its box centre, in
+	// degrees, clockwise (the top of the head towards the image's right:
+	// + roll in OpenFace's convention, pose_Rz).
+	roll float64
 }
 
 type faceTrack struct {
@@ -29,6 +33,7 @@ type clipDef struct {
 	seed   uint64
 	faces  []faceTrack // drawn in this order: later ones in front
 	shapes bool        // moving non-face shapes
+	cutAt  int         // >0: a hard cut to another background at this frame
 	doc    string
 }
 
@@ -183,6 +188,25 @@ var clipDefs = []clipDef{
 				return pose{cx: x(f), cy: 0.5 + 0.03*math.Sin(2*math.Pi*secs(f)/3), h: reenterH, shown: shown}
 			}
 		}()}},
+	},
+	{
+		name: "cut", frames: 6 * FPS, seed: 606, cutAt: 3 * FPS,
+		doc: "astronaut for 3 s, then a hard cut (another background) to grace_hopper at the same place and size, 6 s",
+		faces: []faceTrack{
+			{identity: "astronaut", at: func(f int) pose {
+				return pose{cx: 0.5 + 0.05*math.Sin(2*math.Pi*secs(f)/3), cy: 0.5, h: 0.4, shown: f < 3*FPS}
+			}},
+			{identity: "grace_hopper", at: func(f int) pose {
+				return pose{cx: 0.5 + 0.05*math.Sin(2*math.Pi*secs(f)/3), cy: 0.5, h: 0.4, shown: f >= 3*FPS}
+			}},
+		},
+	},
+	{
+		name: "roll", frames: 4 * FPS, seed: 808,
+		doc: "astronaut, still, rolled from 30° anticlockwise to 30° clockwise and back, 4 s",
+		faces: []faceTrack{{identity: "astronaut", at: func(f int) pose {
+			return pose{cx: 0.5, cy: 0.5, h: 0.4, shown: true, roll: 30 * math.Sin(2*math.Pi*secs(f)/4)}
+		}}},
 	},
 	{
 		name: "empty", frames: 4 * FPS, seed: 404,

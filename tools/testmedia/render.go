@@ -116,6 +116,7 @@ type renderer struct {
 	w, h   int
 	photos map[string]*photo
 	tex    []uint8 // BGR background texture, texW x texH
+	tex2   []uint8 // the background after a cut
 	texW   int
 	texH   int
 	buf    []uint8 // the current frame, BGR
@@ -129,6 +130,9 @@ func newRenderer(d clipDef, w, h int, photos map[string]*photo) *renderer {
 	pad := int(math.Ceil(panRange*float64(h))) + 2
 	r.texW, r.texH = w+pad, h+pad
 	r.tex = texture(d.seed, r.texW, r.texH, h)
+	if d.cutAt > 0 {
+		r.tex2 = texture(d.seed+1, r.texW, r.texH, h)
+	}
 	return r
 }
 
@@ -200,8 +204,12 @@ func (r *renderer) frame(f int) []Face {
 	pan := panRange * H
 	ox := int(math.Round(pan * (0.5 + 0.5*math.Sin(2*math.Pi*t/7.3))))
 	oy := int(math.Round(pan * (0.5 + 0.5*math.Sin(2*math.Pi*t/5.1+1))))
+	tex := r.tex
+	if r.d.cutAt > 0 && f >= r.d.cutAt {
+		tex = r.tex2 // another shot
+	}
 	for y := 0; y < r.h; y++ {
-		src := r.tex[3*((y+oy)*r.texW+ox):]
+		src := tex[3*((y+oy)*r.texW+ox):]
 		copy(r.buf[3*y*r.w:3*(y+1)*r.w], src[:3*r.w])
 	}
 	if r.d.shapes {
@@ -209,8 +217,9 @@ func (r *renderer) frame(f int) []Face {
 	}
 
 	type placed struct {
-		ft faceTrack
-		g  geom
+		ft   faceTrack
+		g    geom
+		roll float64
 	}
 	var drawn []placed
 	for _, ft := range r.d.faces {
@@ -221,7 +230,7 @@ func (r *renderer) frame(f int) []Face {
 		ph := r.photos[ft.identity]
 		g := place(ph.face, p, W, H)
 		r.drawFace(ph, g, ft, f)
-		drawn = append(drawn, placed{ft, g})
+		drawn = append(drawn, placed{ft, g, p.roll})
 	}
 	faces := []Face{}
 	for i, pl := range drawn {
@@ -261,6 +270,7 @@ func (r *renderer) frame(f int) []Face {
 				{round(g.eyes[1][0], 2), round(g.eyes[1][1], 2)},
 			},
 			Visible:  round(vis, 4),
+			Roll:     pl.roll,
 			Occluded: round(occ, 4),
 		})
 	}
@@ -271,6 +281,7 @@ func (r *renderer) frame(f int) []Face {
 // clip = (photo - pc) * s + cc.
 type geom struct {
 	s          float64
+	cos, sin   float64 // the roll
 	pcx, pcy   float64 // photo face box centre
 	ccx, ccy   float64 // clip face box centre
 	box        [4]float64
@@ -283,25 +294,33 @@ type geom struct {
 func place(pf PhotoFace, p pose, W, H float64) geom {
 	bw, bh := pf.Box[2], pf.Box[3]
 	g := geom{s: p.h * H / bh, pcx: pf.Box[0] + bw/2, pcy: pf.Box[1] + bh/2, ccx: p.cx * W, ccy: p.cy * H}
+	g.cos, g.sin = math.Cos(p.roll*math.Pi/180), math.Sin(p.roll*math.Pi/180)
 	toClip := func(x, y float64) (float64, float64) {
-		return (x-g.pcx)*g.s + g.ccx, (y-g.pcy)*g.s + g.ccy
+		dx, dy := (x-g.pcx)*g.s, (y-g.pcy)*g.s
+		return g.cos*dx - g.sin*dy + g.ccx, g.sin*dx + g.cos*dy + g.ccy
 	}
-	x, y := toClip(pf.Box[0], pf.Box[1])
-	g.box = [4]float64{x, y, bw * g.s, bh * g.s}
+	// The box: the photo's face box, upright, about the face's centre
+	// (a rolled face's upright box, as detectors give it).
+	g.box = [4]float64{g.ccx - bw*g.s/2, g.ccy - bh*g.s/2, bw * g.s, bh * g.s}
 	g.eyes[0][0], g.eyes[0][1] = toClip(pf.RightEye[0], pf.RightEye[1])
 	g.eyes[1][0], g.eyes[1][1] = toClip(pf.LeftEye[0], pf.LeftEye[1])
-	g.mcx, g.mcy = g.ccx, g.ccy-CropLift*bh*g.s
+	g.mcx, g.mcy = toClip(g.pcx, g.pcy-CropLift*bh)
 	g.mrx, g.mry = CropScale*bw*g.s/2, CropScale*bh*g.s/2
+	r := max(g.mrx, g.mry) // bounds of the ellipse, whatever its roll
+	if p.roll == 0 {
+		r = 0
+	}
 	g.maskBounds = [4]int{
-		max(0, int(math.Floor(g.mcx-g.mrx))), max(0, int(math.Floor(g.mcy-g.mry))),
-		min(int(W), int(math.Ceil(g.mcx+g.mrx))+1), min(int(H), int(math.Ceil(g.mcy+g.mry))+1),
+		max(0, int(math.Floor(g.mcx-max(g.mrx, r)))), max(0, int(math.Floor(g.mcy-max(g.mry, r)))),
+		min(int(W), int(math.Ceil(g.mcx+max(g.mrx, r)))+1), min(int(H), int(math.Ceil(g.mcy+max(g.mry, r)))+1),
 	}
 	return g
 }
 
 // alpha is the cut-out's opacity at clip point (x, y).
 func (g geom) alpha(x, y float64) float64 {
-	u, v := (x-g.mcx)/g.mrx, (y-g.mcy)/g.mry
+	dx, dy := x-g.mcx, y-g.mcy
+	u, v := (g.cos*dx+g.sin*dy)/g.mrx, (-g.sin*dx+g.cos*dy)/g.mry
 	rr := math.Sqrt(u*u + v*v)
 	switch {
 	case rr <= MaskInner:
@@ -327,7 +346,8 @@ func (r *renderer) drawFace(ph *photo, g geom, ft faceTrack, f int) {
 			if a <= 0 {
 				continue
 			}
-			px, py := (cx-g.ccx)/g.s+g.pcx, (cy-g.ccy)/g.s+g.pcy
+			dx, dy := cx-g.ccx, cy-g.ccy // back to the photo, unrolled
+			px, py := (g.cos*dx+g.sin*dy)/g.s+g.pcx, (-g.sin*dx+g.cos*dy)/g.s+g.pcy
 			if ft.warp != nil {
 				px, py = ft.warp(f, px, py)
 			}

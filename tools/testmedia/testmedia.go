@@ -97,10 +97,12 @@ type Truth struct {
 	Identities []string `json:"identities"` // every identity that appears
 	// Gaps are the runs of frames, after an identity first appears, in which
 	// it is not in the frame at all, and after which it comes back.
-	Gaps      []Gap   `json:"gaps"`
-	Frames    []Frame `json:"frames"` // one per frame, in order
-	Generator int     `json:"generator"`
-	Stamp     string  `json:"stamp"` // GeneratorVersion, FaceTable and clip definition hash
+	Gaps   []Gap   `json:"gaps"`
+	Frames []Frame `json:"frames"` // one per frame, in order
+	// Cuts are the frames that begin a new shot (hard cuts).
+	Cuts      []int  `json:"cuts"`
+	Generator int    `json:"generator"`
+	Stamp     string `json:"stamp"` // GeneratorVersion, FaceTable and clip definition hash
 }
 
 // Gap is a run of frames in which an identity is absent.
@@ -131,6 +133,9 @@ type Face struct {
 	// Occluded is the fraction of Box hidden by faces in front of this one
 	// (their masks' mean opacity over it), 0..1.
 	Occluded float64 `json:"occluded"`
+	// Roll is how far the face is turned in the image plane, degrees,
+	// clockwise (OpenFace's pose_Rz sign).
+	Roll float64 `json:"roll"`
 }
 
 // Face returns the face of identity in frame i, if it is there.
@@ -355,7 +360,10 @@ func generate(d clipDef, c Clip, stamp string) error {
 	r := newRenderer(d, c.Width, c.Height, photos)
 	truth := Truth{
 		Clip: d.name, Width: c.Width, Height: c.Height, FPS: FPS, FrameCount: d.frames,
-		Identities: []string{}, Gaps: []Gap{}, Generator: GeneratorVersion, Stamp: stamp,
+		Identities: []string{}, Gaps: []Gap{}, Generator: GeneratorVersion, Stamp: stamp, Cuts: []int{},
+	}
+	if d.cutAt > 0 {
+		truth.Cuts = append(truth.Cuts, d.cutAt)
 	}
 	for _, ft := range d.faces {
 		truth.Identities = append(truth.Identities, ft.identity)

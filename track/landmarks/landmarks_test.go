@@ -854,3 +854,74 @@ func BenchmarkFitDlib(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/face")
 }
+
+// openFaceR is OpenFace's Euler2RotationMatrix: R = Rx(a)·Ry(b)·Rz(c),
+// written out as OpenFace writes it (RotationHelpers.h), not through this
+// package's code.
+func openFaceR(a, b, c float64) [3][3]float64 {
+	s1, s2, s3 := math.Sin(a), math.Sin(b), math.Sin(c)
+	c1, c2, c3 := math.Cos(a), math.Cos(b), math.Cos(c)
+	return [3][3]float64{
+		{c2 * c3, -c2 * s3, s2},
+		{c1*s3 + c3*s1*s2, c1*c3 - s1*s2*s3, -c2 * s1},
+		{s1*s3 - c1*c3*s2, c3*s1 + c1*s2*s3, c1 * c2},
+	}
+}
+
+// projectOpenFace projects MeanFace3D rotated by OpenFace's (Rx, Ry, Rz)
+// about its head frame (x the subject's left, y down, z into the head:
+// MeanFace3D with y and z negated) and moved to tr in the camera frame.
+func projectOpenFace(c Camera, r [3]float64, tr [3]float64) Shape {
+	R := openFaceR(r[0], r[1], r[2])
+	var s Shape
+	for i := range s {
+		s[i] = track.Point{X: c.Cx, Y: c.Cy}
+	}
+	for _, mp := range MeanFace3D {
+		v := [3]float64{float64(mp.P.X), -float64(mp.P.Y), -float64(mp.P.Z)}
+		var w [3]float64
+		for i := range 3 {
+			w[i] = R[i][0]*v[0] + R[i][1]*v[1] + R[i][2]*v[2] + tr[i]
+		}
+		s[mp.Index] = track.Point{X: float32(float64(c.Fx)*w[0]/w[2] + float64(c.Cx)), Y: float32(float64(c.Fy)*w[1]/w[2] + float64(c.Cy))}
+	}
+	return s
+}
+
+// TestOpenFacePose: the mean face projected through known rotations in
+// OpenFace's convention (about each axis, both signs, and combined) comes
+// back from the solver as those angles in Pose.R; and the signs mean what
+// OpenFace says: + Rx looks down, + Ry turns to the subject's right (the
+// nose towards the image's left), + Rz tilts the top of the head towards
+// the image's right.
+func TestOpenFacePose(t *testing.T) {
+	cam := DefaultCamera(640, 480)
+	tr := [3]float64{20, -10, 650}
+	const d = 0.35 // 20°
+	cases := [][3]float64{{0, 0, 0}, {d, 0, 0}, {-d, 0, 0}, {0, d, 0}, {0, -d, 0}, {0, 0, d}, {0, 0, -d},
+		{d, -d / 2, d / 3}, {-d / 2, d, -d}, {0.5, 0.6, -0.4}}
+	for _, want := range cases {
+		p, err := cam.EstimatePose(projectOpenFace(cam, want, tr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if math.Abs(float64(p.R[i])-want[i]) > 0.01 {
+				t.Errorf("OpenFace angles %v: got %v", want, p.R)
+				break
+			}
+		}
+	}
+	front := projectOpenFace(cam, [3]float64{}, tr)
+	drop := func(s Shape) float32 { return s[NoseTip].Y - mid(s[RightEyeInner], s[LeftEyeInner]).Y }
+	side := func(s Shape) float32 { return s[NoseTip].X - mid(s[RightEyeInner], s[LeftEyeInner]).X }
+	if down := projectOpenFace(cam, [3]float64{d, 0, 0}, tr); !(drop(down) > drop(front)+3) {
+		t.Errorf("Rx +20°: the nose tip does not drop below the eyes (%.1f px, frontal %.1f)", drop(down), drop(front))
+	}
+	if right := projectOpenFace(cam, [3]float64{0, d, 0}, tr); !(side(right) < side(front)-5) {
+		t.Errorf("Ry +20°: the nose tip does not move to the image's left (%.1f px, frontal %.1f)", side(right), side(front))
+	}
+	if tilt := projectOpenFace(cam, [3]float64{0, 0, d}, tr); !(tilt[LeftEyeOuter].Y > tilt[RightEyeOuter].Y+10) {
+		t.Errorf("Rz +20°: the subject's left eye is not the lower one")
+	}
+}

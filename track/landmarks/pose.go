@@ -103,6 +103,13 @@ type Pose struct {
 	// DefaultCamera, multiply it by the true focal length over the frame
 	// width.
 	T [3]float32
+	// R is the same rotation in OpenFace's convention, in radians: R =
+	// Rx(R[0])·Ry(R[1])·Rz(R[2]) maps the head frame (x the subject's
+	// left, y down, z into the head) to the camera's (x right, y down, z
+	// away from the camera); R[0] is OpenFace's pitch (pose_Rx, + looking
+	// down), R[1] its yaw (pose_Ry, + turned to the subject's right), R[2]
+	// its roll (pose_Rz, + the top of the head towards the image's right).
+	R [3]float32
 }
 
 // Camera is a pinhole camera without lens distortion, in pixels.
@@ -170,7 +177,31 @@ func (c Camera) EstimatePose(s Shape) (Pose, error) {
 	return Pose{
 		Yaw: float32(yaw), Pitch: float32(pitch), Roll: float32(roll),
 		T: [3]float32{float32(t[0]), float32(t[1]), float32(t[2])},
+		R: openFaceAngles(R),
 	}, nil
+}
+
+// openFaceAngles takes solvePnP's rotation (head frame → camera) to
+// OpenFace's Euler angles: Q = R·diag(1,−1,−1) (the head frame with y
+// down and z into the head, OpenFace's) = Rx(a)·Ry(b)·Rz(c), whose
+// entries give Q02 = sin b, Q12 = −cos b·sin a, Q22 = cos b·cos a,
+// Q01 = −cos b·sin c, Q00 = cos b·cos c.
+func openFaceAngles(R [3][3]float64) [3]float32 {
+	q := func(i, j int) float64 { // Q's entry: R with columns 1 and 2 negated
+		if j == 0 {
+			return R[i][j]
+		}
+		return -R[i][j]
+	}
+	b := math.Asin(math.Max(-1, math.Min(1, q(0, 2))))
+	var a, c float64
+	if math.Cos(b) > 1e-6 {
+		a = math.Atan2(-q(1, 2), q(2, 2))
+		c = math.Atan2(-q(0, 1), q(0, 0))
+	} else { // gimbal lock (yaw ±90°): all in roll
+		c = math.Atan2(q(1, 0), q(1, 1))
+	}
+	return [3]float32{float32(a), float32(b), float32(c)}
 }
 
 // eulerFromHead takes solvePnP's rotation (head frame → camera) to the
