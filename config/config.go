@@ -240,9 +240,9 @@ func Default() Config {
 			KeepFeatures: false,
 		},
 		Detector: Detector{
-			Model:          "/usr/lib/affectd/blazeface/face_detection_back_256x256.onnx",
-			ScoreThreshold: 0.6,
-			DetectEvery:    3,
+			Model:           "/usr/lib/affectd/blazeface/face_detection_back_256x256.onnx",
+			ScoreThreshold:  0.6,
+			DetectEvery:     3,
 			RefineRuns:      4,
 			Threads:         1,
 			Verify:          true,

@@ -65,7 +65,7 @@ type pendingFace struct {
 	pose                    Pose
 	au                      [lmau.NumAUs]float32 // smoothed
 	blend                   [16]float32          // smoothed
-	poseVals                [9]float32 // yaw, pitch, roll, T, R
+	poseVals                [9]float32           // yaw, pitch, roll, T, R
 }
 
 // lateRequest is a result that missed its frame's deadline: it updates

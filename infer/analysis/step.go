@@ -19,7 +19,7 @@ import (
 // then waits in pending for its results.
 func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	a.emit(time.Now()) // results in already free their faces for this frame
-	if f.Restart { // a new session of the source: its faces are new tracks
+	if f.Restart {     // a new session of the source: its faces are new tracks
 		a.ended = append(a.ended, a.tracker.Flush()...)
 	}
 	cut := a.cuts != nil && a.cuts.Cut(f.Mat)

@@ -230,7 +230,7 @@ type Baseline struct {
 	n     int      // frames seen
 	win   []sample // the last window frames, a ring
 	next  int      // the ring's next slot
-	order []int32 // the window by activity (scratch)
+	order []int32  // the window by activity (scratch)
 	last  Features
 	reset bool // calibrated: fixed at the frame it was asked on
 }
