@@ -60,6 +60,10 @@ commands:
   check-config FILE           validate a config file (errors name the key and line)
   model-info [-ort LIB] MODEL load an ONNX model and print its affectd metadata
   version                     print the version
+
+ONNX Runtime and the face detectors, left at their defaults in the config,
+are searched in $AFFECTD_CACHE, the checkout's .cache/ (next to bin/, then
+the working directory's), then /usr/lib/affectd, in that order.
 `)
 }
 
