@@ -43,10 +43,11 @@ func (f *Frame) Release() {
 // Pool recycles frames and their Mats so that reading does not allocate
 // image memory in steady state. Safe for concurrent use.
 type Pool struct {
-	mu    sync.Mutex
-	free  []*Frame
-	limit int
-	live  int // frames handed out and not yet released
+	mu     sync.Mutex
+	free   []*Frame
+	limit  int
+	live   int  // frames handed out and not yet released
+	closed bool // frames released from now on are closed
 }
 
 // NewPool keeps up to limit idle frames; more are closed on release.
@@ -76,7 +77,7 @@ func (p *Pool) put(f *Frame) {
 	defer p.mu.Unlock()
 	p.live--
 	f.Stream, f.Seq, f.CapturedAt, f.PTS, f.Restart = "", 0, time.Time{}, 0, false
-	if len(p.free) >= p.limit {
+	if p.closed || len(p.free) >= p.limit {
 		f.Mat.Close()
 		return
 	}
@@ -91,14 +92,15 @@ func (p *Pool) Live() int {
 	return p.live
 }
 
-// Close closes the idle frames' Mats. Frames released later are closed as
-// they come back only if the pool is full; call Close after every user has
-// stopped.
+// Close closes the idle frames' Mats, and every frame released from then
+// on as it comes back: nothing the pool made outlives it. It is safe to
+// call twice; Get after Close still works (the frame is closed when
+// released).
 func (p *Pool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, f := range p.free {
 		f.Mat.Close()
 	}
-	p.free = nil
+	p.free, p.closed = nil, true
 }

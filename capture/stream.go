@@ -125,6 +125,16 @@ type Stream struct {
 	fps      RateMeter
 
 	runOnce sync.Once
+	ownPool bool // the stream made its Pool: Close closes it
+}
+
+// Close frees the frames of the stream's own pool (not a pool passed in
+// StreamOptions): those idle now, and those still out when they are
+// released. Call it after Run has returned; it is safe to call twice.
+func (s *Stream) Close() {
+	if s.ownPool {
+		s.o.Pool.Close()
+	}
 }
 
 // NewStream checks the options and allocates the stream.
@@ -150,10 +160,11 @@ func NewStream(o StreamOptions) (*Stream, error) {
 	if o.StableAfter <= 0 {
 		o.StableAfter = 10 * time.Second
 	}
-	if o.Pool == nil {
+	own := o.Pool == nil
+	if own {
 		o.Pool = NewPool(o.Queue + 4)
 	}
-	s := &Stream{o: o, m: o.Metrics.forStream(o.ID)}
+	s := &Stream{o: o, m: o.Metrics.forStream(o.ID), ownPool: own}
 	s.queue = NewQueue(o.Queue, func() {
 		s.dropped.Add(1)
 		s.m.dropQueue.Inc()

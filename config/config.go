@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/affectd/affectd/capture/urls"
 )
 
 // Config is the daemon's configuration file.
@@ -31,6 +33,7 @@ type Config struct {
 	WebRTC    WebRTC    `yaml:"webrtc"`
 	Landmarks Landmarks `yaml:"landmarks"`
 	Preview   Preview   `yaml:"preview"`
+	HTTP      HTTP      `yaml:"http"`
 	// Streams are the video sources. None is valid: the daemon idles until
 	// a reload gives it some.
 	Streams []Stream `yaml:"streams"`
@@ -146,6 +149,31 @@ type Preview struct {
 	MaxWidth int `yaml:"max_width"`
 	// Quality is the JPEG quality (1..100).
 	Quality int `yaml:"quality"`
+	// MaxWatchers bounds the MJPEG watchers of all streams together: more
+	// get 503.
+	MaxWatchers int `yaml:"max_watchers"`
+}
+
+// HTTP configures the HTTP server.
+type HTTP struct {
+	// AllowedHosts are the host names, besides IP addresses and
+	// "localhost", that requests may name in their Host header; others
+	// get 421, so that a web page served from another name cannot reach
+	// the daemon through DNS rebinding.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// ReadTimeout bounds reading a whole request (headers and body);
+	// IdleTimeout closes keep-alive connections idle this long.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// TLS serves HTTPS (and WSS) with this certificate and key (PEM files)
+	// when both are set.
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS is a certificate and its key.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // WebSocket configures the clients' WebSocket.
@@ -156,6 +184,8 @@ type WebSocket struct {
 	// within its window.
 	MaxDrops     int      `yaml:"max_drops"`
 	PingInterval Duration `yaml:"ping_interval"`
+	// MaxClients bounds the connected clients: more get 503.
+	MaxClients int `yaml:"max_clients"`
 }
 
 // WebRTC configures WHIP ingest (streams with url whip://).
@@ -175,8 +205,14 @@ type WebRTC struct {
 	AllowDynamic bool `yaml:"allow_dynamic"`
 	// MaxSessions bounds concurrent WHIP sessions.
 	MaxSessions int `yaml:"max_sessions"`
-	// CORSOrigin is the Access-Control-Allow-Origin of the WHIP endpoint.
+	// CORSOrigin is the one web origin (scheme://host[:port]) whose pages
+	// may publish through the WHIP endpoint from another origin ("": none,
+	// the default; "*": any page).
 	CORSOrigin string `yaml:"cors_origin"`
+	// MaxFrameBytes bounds one assembled video frame; MaxPixels a decoded
+	// picture's width × height.
+	MaxFrameBytes int `yaml:"max_frame_bytes"`
+	MaxPixels     int `yaml:"max_pixels"`
 }
 
 // Landmarks configures the 68-point landmarks (dlib), head pose and the
@@ -280,12 +316,15 @@ func Default() Config {
 			SendQueue:    64,
 			MaxDrops:     250,
 			PingInterval: Duration(20 * time.Second),
+			MaxClients:   256,
 		},
 		WebRTC: WebRTC{
 			UDPPort:       0,
 			ReceiveBuffer: 4 << 20,
 			MaxSessions:   8,
-			CORSOrigin:    "*",
+			CORSOrigin:    "",
+			MaxFrameBytes: 8 << 20,
+			MaxPixels:     4096 * 2304,
 		},
 		Landmarks: Landmarks{
 			Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
@@ -293,10 +332,16 @@ func Default() Config {
 			FOV:   53,
 		},
 		Preview: Preview{
-			Enabled:  true,
-			FPS:      5,
-			MaxWidth: 640,
-			Quality:  70,
+			Enabled:     true,
+			FPS:         5,
+			MaxWidth:    640,
+			Quality:     70,
+			MaxWatchers: 16,
+		},
+		HTTP: HTTP{
+			AllowedHosts: []string{},
+			ReadTimeout:  Duration(30 * time.Second),
+			IdleTimeout:  Duration(2 * time.Minute),
 		},
 		Streams: nil,
 	}
@@ -334,6 +379,8 @@ func (c *Config) resolvePaths(dir string) {
 	c.Model.Path = resolvePath(dir, c.Model.Path)
 	c.Detector.Model = resolvePath(dir, c.Detector.Model)
 	c.Landmarks.Model = resolvePath(dir, c.Landmarks.Model)
+	c.HTTP.TLS.Cert = resolvePath(dir, c.HTTP.TLS.Cert)
+	c.HTTP.TLS.Key = resolvePath(dir, c.HTTP.TLS.Key)
 	for i, s := range c.Streams {
 		if s.Kind() != "file" {
 			continue
@@ -418,7 +465,8 @@ func StreamsDiff(old, new []Stream) (added, removed, changed []Stream) {
 }
 
 // Redacted returns a copy safe to log or print: a set auth_token reads
-// "<redacted>" and stream URLs hide their passwords (url.URL.Redacted).
+// "<redacted>" and stream URLs show no credentials (capture/urls.Show: no
+// user information, no secret query parameters).
 func (c *Config) Redacted() Config {
 	r := *c
 	if r.AuthToken != "" {
@@ -434,11 +482,7 @@ func (c *Config) Redacted() Config {
 			if s.Token != "" {
 				s.Token = "<redacted>"
 			}
-			if u, err := url.Parse(s.URL); err == nil && u.User != nil {
-				if _, ok := u.User.Password(); ok {
-					s.URL = u.Redacted()
-				}
-			}
+			s.URL = urls.Show(s.URL)
 			r.Streams[i] = s
 		}
 	}

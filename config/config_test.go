@@ -47,10 +47,11 @@ func TestDefault(t *testing.T) {
 		Schedule:  Schedule{MaxLatency: Duration(100 * time.Millisecond), MaxRate: 0, Headroom: 0.85},
 		Smoothing: Smoothing{Enabled: true, MinCutoff: 1, Beta: 0.05, DCutoff: 1},
 		RTSP:      RTSP{Transport: "tcp", Timeout: Duration(2 * time.Second)},
-		WebSocket: WebSocket{SendQueue: 64, MaxDrops: 250, PingInterval: Duration(20 * time.Second)},
-		WebRTC:    WebRTC{ReceiveBuffer: 4 << 20, MaxSessions: 8, CORSOrigin: "*"},
+		WebSocket: WebSocket{SendQueue: 64, MaxDrops: 250, PingInterval: Duration(20 * time.Second), MaxClients: 256},
+		WebRTC:    WebRTC{ReceiveBuffer: 4 << 20, MaxSessions: 8, CORSOrigin: "", MaxFrameBytes: 8 << 20, MaxPixels: 4096 * 2304},
 		Landmarks: Landmarks{Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat", Align: true, FOV: 53},
-		Preview:   Preview{Enabled: true, FPS: 5, MaxWidth: 640, Quality: 70},
+		Preview:   Preview{Enabled: true, FPS: 5, MaxWidth: 640, Quality: 70, MaxWatchers: 16},
+		HTTP:      HTTP{AllowedHosts: []string{}, ReadTimeout: Duration(30 * time.Second), IdleTimeout: Duration(2 * time.Minute)},
 	}
 	noEnv(t)
 	t.Run("values", func(t *testing.T) {
@@ -133,6 +134,7 @@ websocket:
   send_queue: 128
   max_drops: 500
   ping_interval: 30s
+  max_clients: 40
 webrtc:
   udp_port: 8189
   port_min: 20000
@@ -143,6 +145,8 @@ webrtc:
   allow_dynamic: true
   max_sessions: 4
   cors_origin: https://app.example.com
+  max_frame_bytes: 1048576
+  max_pixels: 2073600
 landmarks:
   model: /models/landmarks.dat
   align: false
@@ -152,6 +156,14 @@ preview:
   fps: 2
   max_width: 320
   quality: 50
+  max_watchers: 3
+http:
+  allowed_hosts: [affectd.lab.example]
+  read_timeout: 10s
+  idle_timeout: 30s
+  tls:
+    cert: /etc/affectd/cert.pem
+    key: /etc/affectd/key.pem
 streams:
   - id: clip
     url: /data/clip.mp4
@@ -183,11 +195,13 @@ var fullWant = Config{
 	Schedule:  Schedule{MaxLatency: Duration(200 * time.Millisecond), MaxRate: 10, Headroom: 0.9},
 	Smoothing: Smoothing{Enabled: false, MinCutoff: 0.5, Beta: 0.1, DCutoff: 2},
 	RTSP:      RTSP{Transport: "udp", Timeout: Duration(time.Minute)},
-	WebSocket: WebSocket{SendQueue: 128, MaxDrops: 500, PingInterval: Duration(30 * time.Second)},
+	WebSocket: WebSocket{SendQueue: 128, MaxDrops: 500, PingInterval: Duration(30 * time.Second), MaxClients: 40},
 	WebRTC: WebRTC{UDPPort: 8189, PortMin: 20000, PortMax: 20100, NAT1To1IPs: []string{"203.0.113.7"}, ReceiveBuffer: 8 << 20,
-		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com"},
+		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com", MaxFrameBytes: 1 << 20, MaxPixels: 1920 * 1080},
 	Landmarks: Landmarks{Model: "/models/landmarks.dat", Align: false, FOV: 70},
-	Preview:   Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50},
+	Preview:   Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50, MaxWatchers: 3},
+	HTTP: HTTP{AllowedHosts: []string{"affectd.lab.example"}, ReadTimeout: Duration(10 * time.Second), IdleTimeout: Duration(30 * time.Second),
+		TLS: TLS{Cert: "/etc/affectd/cert.pem", Key: "/etc/affectd/key.pem"}},
 	Streams: []Stream{
 		{ID: "clip", URL: "/data/clip.mp4", Realtime: ptr(false), Loop: true},
 		{ID: "door", URL: "rtsp://cam.local:554/stream1"},
@@ -258,7 +272,7 @@ var confErrors = []struct {
 	name, doc, want string
 }{
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
-		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, streams)"},
+		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, http, streams)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads, verify, verify_threshold)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
@@ -321,7 +335,7 @@ var confErrors = []struct {
 	{"missing stream id", "streams:\n  - url: 0\n",
 		"demo.yaml:2: streams[0].id: required"},
 	{"bad stream id", "streams:\n  - id: front door\n    url: 0\n",
-		`demo.yaml:2: streams[0].id: want 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, got "front door"`},
+		`demo.yaml:2: streams[0].id: want 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, without "..", got "front door"`},
 	{"missing url", "streams:\n  - id: a\n",
 		"demo.yaml:2: streams[0].url: required"},
 	{"http url", "streams:\n  - id: a\n    url: http://cam/x.mjpg\n",
@@ -352,7 +366,7 @@ var confErrors = []struct {
 	{"decode and check errors together", "websocket:\n  send_queue: 0\n  ping_interval: soon\nbogus: 1\n",
 		"demo.yaml:2: websocket.send_queue: must be between 1 and 100000, got 0\n" +
 			`demo.yaml:3: websocket.ping_interval: want a duration such as "5ms", "1.5s" or "2m", got "soon"` + "\n" +
-			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, streams)"},
+			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, http, streams)"},
 	{"tabs", "detector:\n  model: /m.onnx\n\tthreads: 2\n",
 		"demo.yaml:3: tab in indentation (YAML indents with spaces only)"},
 	{"syntax error", "detector:\n  model: [a\n",
@@ -765,7 +779,7 @@ streams:
   - id: door
     url: rtsp://viewer:s3cret@cam.local/x
   - id: open
-    url: rtsp://viewer@cam.local/y
+    url: rtsp://viewer@cam.local/y?access_token=abc&ch=2
   - id: clip
     url: /srv/a.mp4
     realtime: false
@@ -776,8 +790,8 @@ streams:
 	r := c.Redacted()
 	for _, tc := range []struct{ name, got, want string }{
 		{"token", r.AuthToken, "<redacted>"},
-		{"password", r.Streams[0].URL, "rtsp://viewer:xxxxx@cam.local/x"},
-		{"user only", r.Streams[1].URL, "rtsp://viewer@cam.local/y"},
+		{"password", r.Streams[0].URL, "rtsp://cam.local/x"},
+		{"user and query token", r.Streams[1].URL, "rtsp://cam.local/y?access_token=REDACTED&ch=2"},
 		{"file", r.Streams[2].URL, "/srv/a.mp4"},
 		{"original token kept", c.AuthToken, "hunter2"},
 		{"original url kept", c.Streams[0].URL, "rtsp://viewer:s3cret@cam.local/x"},

@@ -2,9 +2,12 @@ package config
 
 import (
 	"net"
-	"regexp"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/affectd/affectd/capture/streamid"
 )
 
 // Validate checks every setting and returns nil or Errors with every
@@ -32,6 +35,7 @@ func (c *Config) validate(p *problems) {
 	c.WebRTC.validate(p)
 	c.Landmarks.validate(p)
 	c.Preview.validate(p)
+	c.HTTP.validate(p)
 	validateStreams(p, c.Streams)
 }
 
@@ -66,6 +70,20 @@ func (v Preview) validate(p *problems) {
 	}
 	between(p, "preview.max_width", v.MaxWidth, 64, 4096)
 	between(p, "preview.quality", v.Quality, 1, 100)
+	between(p, "preview.max_watchers", v.MaxWatchers, 1, 10000)
+}
+
+func (h HTTP) validate(p *problems) {
+	for i, name := range h.AllowedHosts {
+		if name == "" || strings.ContainsAny(name, ":/ \t") {
+			p.add("http.allowed_hosts["+strconv.Itoa(i)+"]", "want a host name without port or scheme, got %s", quote(name))
+		}
+	}
+	durationBetween(p, "http.read_timeout", h.ReadTimeout, time.Second, time.Hour)
+	durationBetween(p, "http.idle_timeout", h.IdleTimeout, time.Second, 24*time.Hour)
+	if (h.TLS.Cert == "") != (h.TLS.Key == "") {
+		p.add("http.tls", "cert and key go together")
+	}
 }
 
 func (l Landmarks) validate(p *problems) {
@@ -153,6 +171,7 @@ func (r RTSP) validate(p *problems) {
 
 func (w WebSocket) validate(p *problems) {
 	between(p, "websocket.send_queue", w.SendQueue, 1, 100000)
+	between(p, "websocket.max_clients", w.MaxClients, 1, 100000)
 	between(p, "websocket.max_drops", w.MaxDrops, 1, 1000000)
 	durationBetween(p, "websocket.ping_interval", w.PingInterval, time.Second, 10*time.Minute)
 }
@@ -171,10 +190,14 @@ func (w WebRTC) validate(p *problems) {
 	}
 	between(p, "webrtc.receive_buffer", w.ReceiveBuffer, 1<<20, 1<<30)
 	between(p, "webrtc.max_sessions", w.MaxSessions, 1, 1000)
-	required(p, "webrtc.cors_origin", w.CORSOrigin)
+	if o := w.CORSOrigin; o != "" && o != "*" {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			p.add("webrtc.cors_origin", "want \"\", \"*\" or an origin such as https://app.example.com, got %s", quote(o))
+		}
+	}
+	between(p, "webrtc.max_frame_bytes", w.MaxFrameBytes, 64<<10, 256<<20)
+	between(p, "webrtc.max_pixels", w.MaxPixels, 64*64, 16384*16384)
 }
-
-var streamIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 func validateStreams(p *problems, streams []Stream) {
 	first := map[string]int{}
@@ -196,8 +219,8 @@ func (s Stream) validate(p *problems, at string) {
 	switch {
 	case s.ID == "":
 		p.add(at+".id", "required")
-	case !streamIDRE.MatchString(s.ID):
-		p.add(at+".id", "want 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, got %s", quote(s.ID))
+	case !streamid.Valid(s.ID):
+		p.add(at+".id", "want %s, got %s", streamid.Rule, quote(s.ID))
 	}
 	kind, problem := urlKind(s.URL)
 	if problem != "" {

@@ -109,6 +109,7 @@ func (a *analyzer) analyse(ctx context.Context, j *job, sinks []analysis.Sink, t
 		f.Release()
 	}
 	<-capDone
+	cs.Close()
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()

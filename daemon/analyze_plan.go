@@ -31,7 +31,7 @@ type job struct {
 // plan expands the inputs into jobs: folders are searched, outputs named,
 // finished outputs skipped and interrupted ones prepared for resuming.
 func (a *analyzer) plan(rep *AnalyzeReport) ([]*job, error) {
-	if err := os.MkdirAll(a.o.OutDir, 0o755); err != nil {
+	if err := os.MkdirAll(a.o.OutDir, 0o750); err != nil {
 		return nil, fmt.Errorf("analyze: output folder: %w", err)
 	}
 	var files []string

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,9 @@ type Daemon struct {
 	models atomic.Pointer[Models]
 	ready  atomic.Bool
 
+	httpRefused *prometheus.CounterVec // requests refused by a limit, by reason
+	watchers    atomic.Int64           // MJPEG preview watchers
+
 	mu      sync.Mutex
 	streams map[string]*pipeline // owned by Run; the mutex is for readers
 
@@ -58,8 +62,14 @@ type Daemon struct {
 	// WebRTC ingest, made when a whip:// stream or dynamic publishing
 	// needs it (on Run's goroutine); HTTP handlers load the pointer.
 	whip     atomic.Pointer[webrtc.Server]
-	dynamic  chan dynamicReq // WHIP publishers for unconfigured ids → Run
-	finished chan *pipeline  // dynamic streams whose session ended → Run
+	early    map[string]*webrtc.Source // whip sources registered before listening (Run's)
+	dynamic  chan dynamicReq           // WHIP publishers for unconfigured ids → Run
+	finished chan *pipeline            // dynamic streams whose session ended → Run
+	failed   chan *pipeline            // streams stopped by a panic, due for a restart → Run
+
+	failures *prometheus.CounterVec // streams stopped by a panic
+	// testSink, when set (tests), adds a sink of its own to every stream.
+	testSink func(stream string) analysis.Sink
 }
 
 type dynamicReq struct {
@@ -85,9 +95,11 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
 		path: path, log: log,
 		reg:      prometheus.NewRegistry(),
 		streams:  map[string]*pipeline{},
+		early:    map[string]*webrtc.Source{},
 		reload:   make(chan chan error),
 		dynamic:  make(chan dynamicReq),
 		finished: make(chan *pipeline, 16),
+		failed:   make(chan *pipeline, 16),
 	}
 	d.cfg.Store(cfg)
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -101,8 +113,21 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
 	if d.sinkMetrics, err = stream.NewSinkMetrics(d.reg); err != nil {
 		return nil, err
 	}
+	d.httpRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "affectd_http_refused_total", Help: "HTTP requests refused, by reason (host: not an allowed Host; watchers: preview.max_watchers).",
+	}, []string{"reason"})
+	if err := d.reg.Register(d.httpRefused); err != nil {
+		return nil, err
+	}
+	d.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "affectd_stream_failures_total", Help: "Streams stopped by a panic in their capture or analysis (each restarted after a back-off).",
+	}, []string{"stream"})
+	if err := d.reg.Register(d.failures); err != nil {
+		return nil, err
+	}
 	d.hub, err = stream.NewHub(stream.HubOptions{
 		SendQueue:    cfg.WebSocket.SendQueue,
+		MaxClients:   cfg.WebSocket.MaxClients,
 		MaxDrops:     cfg.WebSocket.MaxDrops,
 		PingInterval: cfg.WebSocket.PingInterval.D(),
 		Hello:        d.hello,
@@ -145,15 +170,34 @@ func (d *Daemon) Reload(ctx context.Context) error {
 // the error when start-up fails (listening, loading the models).
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.cfg.Load()
+	// WHIP first: a configured whip stream takes offers as soon as the
+	// listener accepts connections (its pipeline serves them once the
+	// models are loaded).
+	if err := d.registerWHIP(cfg); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		if w := d.whip.Load(); w != nil {
+			w.Close()
+		}
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	d.addr.Store(ln.Addr().String())
-	srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.HTTP.ReadTimeout.D(),
+		IdleTimeout: cfg.HTTP.IdleTimeout.D(), MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelDebug),
+	}
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
-	d.log.Info("listening", "addr", "http://"+ln.Addr().String(), "websocket", "ws://"+ln.Addr().String()+"/v1/ws")
+	scheme, ws := "http", "ws"
+	if tls := cfg.HTTP.TLS; tls.Cert != "" {
+		scheme, ws = "https", "wss"
+		go func() { srvDone <- srv.ServeTLS(ln, tls.Cert, tls.Key) }()
+	} else {
+		go func() { srvDone <- srv.Serve(ln) }()
+	}
+	d.log.Info("listening", "addr", scheme+"://"+ln.Addr().String(), "websocket", ws+"://"+ln.Addr().String()+"/v1/ws")
 
 	engCtx, engCancel := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
@@ -190,12 +234,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := rtsp.Configure(rtsp.Transport{Protocol: cfg.RTSP.Transport, Timeout: cfg.RTSP.Timeout.D()}); err != nil {
 		d.log.Warn("rtsp options", "err", err)
 	}
-	if cfg.WebRTC.AllowDynamic {
-		if _, err := d.whipServer(); err != nil {
-			stopAll()
-			return err
-		}
-	}
 	for _, sc := range cfg.Streams {
 		if err := d.startStream(cfg, sc); err != nil {
 			d.log.Error("stream not started", "stream", sc.ID, "err", err)
@@ -218,6 +256,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case req := <-d.dynamic:
 			src, err := d.startDynamic(req.stream)
 			req.reply <- dynamicReply{src, err}
+		case p := <-d.failed:
+			d.restart(p)
 		case p := <-d.finished:
 			d.mu.Lock()
 			if d.streams[p.cfg.ID] == p {
@@ -279,6 +319,7 @@ func (d *Daemon) whipServer() (*webrtc.Server, error) {
 		NAT1To1IPs: c.NAT1To1IPs, ReceiveBuffer: c.ReceiveBuffer, Loopback: c.Loopback,
 		Token: cfg.AuthToken, AllowDynamic: c.AllowDynamic, MaxSessions: c.MaxSessions,
 		CORSOrigin: c.CORSOrigin, Registerer: d.reg, Dynamic: d.requestDynamic,
+		MaxFrameBytes: c.MaxFrameBytes, MaxPixels: c.MaxPixels,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: %w", err)
@@ -290,6 +331,34 @@ func (d *Daemon) whipServer() (*webrtc.Server, error) {
 	}
 	d.log.Info("WHIP ingest on", attrs...)
 	return w, nil
+}
+
+// registerWHIP makes the WHIP server, when a whip:// stream or dynamic
+// publishing needs it, and registers the configured whip streams' sources
+// (startStream takes them from there).
+func (d *Daemon) registerWHIP(cfg *config.Config) error {
+	need := cfg.WebRTC.AllowDynamic
+	for _, sc := range cfg.Streams {
+		need = need || sc.Kind() == "whip"
+	}
+	if !need {
+		return nil
+	}
+	w, err := d.whipServer()
+	if err != nil {
+		return err
+	}
+	for _, sc := range cfg.Streams {
+		if sc.Kind() != "whip" {
+			continue
+		}
+		src, err := w.Register(sc.ID, sc.Token)
+		if err != nil {
+			return err
+		}
+		d.early[sc.ID] = src
+	}
+	return nil
 }
 
 // requestDynamic runs on an HTTP goroutine: Run makes the stream.
@@ -365,13 +434,68 @@ func (d *Daemon) run(p *pipeline) {
 	d.mu.Unlock()
 	go func() {
 		defer close(p.done)
-		if err := p.Run(ctx); err != nil {
+		err := p.Run(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, errPanic):
+			n := p.failures.Add(1)
+			d.failures.WithLabelValues(p.cfg.ID).Inc()
+			msg := err.Error()
+			p.lastErr.Store(&msg)
+			wait := restartWait(int(n))
+			d.log.Error("stream failed: restarting", "stream", p.cfg.ID, "failures", n, "retry", wait, "err", err)
+			d.hub.PublishStatus(stream.Status{Stream: p.cfg.ID, State: "failed", Error: firstLine(msg), RetryMs: wait.Milliseconds(), At: time.Now()})
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+				d.failed <- p
+			}
+		case err != nil:
 			d.log.Error("stream failed", "stream", p.cfg.ID, "err", err)
 		}
 		if p.dynamic && ctx.Err() == nil {
 			d.finished <- p
 		}
 	}()
+}
+
+// restartWait is the back-off before the n-th restart of a failed stream:
+// 1 s, doubling, at most a minute.
+func restartWait(n int) time.Duration {
+	return min(time.Second<<min(n-1, 6), time.Minute)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// restart replaces a stream stopped by a panic with a new pipeline of the
+// same settings, unless a reload or a stop has replaced or removed it
+// meanwhile (Run's goroutine).
+func (d *Daemon) restart(old *pipeline) {
+	d.mu.Lock()
+	current := d.streams[old.cfg.ID] == old
+	d.mu.Unlock()
+	if !current || old.dynamic {
+		if old.dynamic && current {
+			d.stopStream(old.cfg.ID)
+		}
+		return
+	}
+	src, err := d.openSource(old.cfg)
+	if err == nil {
+		var p *pipeline
+		if p, err = d.newPipeline(old.snap, old.cfg, src, d.models.Load()); err == nil {
+			p.failures.Store(old.failures.Load())
+			d.run(p) // replaces old in d.streams
+			d.log.Info("stream restarted", "stream", old.cfg.ID, "failures", p.failures.Load())
+			return
+		}
+	}
+	d.log.Error("stream not restarted", "stream", old.cfg.ID, "err", err)
 }
 
 // stop cancels a pipeline and waits until it has stopped.
@@ -397,6 +521,10 @@ func (d *Daemon) forgetStream(id string) {
 	d.capMetrics.Forget(id)
 	d.anMetrics.Forget(id)
 	d.sinkMetrics.Forget(id)
+	d.failures.DeleteLabelValues(id)
+	if w := d.whip.Load(); w != nil {
+		w.Forget(id)
+	}
 	if m := d.models.Load(); m != nil && m.Pacer != nil {
 		m.Pacer.Forget(id)
 	}

@@ -19,6 +19,12 @@ var (
 	dashboardFacesJS []byte
 	//go:embed web/dashboard.css
 	dashboardCSS []byte
+	//go:embed web/publish.html
+	publishHTML []byte
+	//go:embed web/publish.js
+	publishJS []byte
+	//go:embed web/publish.css
+	publishCSS []byte
 )
 
 // dashboardCSP allows only the daemon's own script, style and pictures,
@@ -26,13 +32,19 @@ var (
 const dashboardCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 	"connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// dashboardRoutes adds GET / (the page), its three scripts and /dashboard.css.
+// dashboardRoutes adds the static pages: GET / (the dashboard), its three
+// scripts and style sheet, and /publish with its script and style sheet.
 func dashboardRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", staticAsset(dashboardHTML, "text/html; charset=utf-8"))
 	mux.Handle("GET /dashboard.js", staticAsset(dashboardJS, "text/javascript; charset=utf-8"))
 	mux.Handle("GET /dashboard-preview.js", staticAsset(dashboardPreviewJS, "text/javascript; charset=utf-8"))
 	mux.Handle("GET /dashboard-faces.js", staticAsset(dashboardFacesJS, "text/javascript; charset=utf-8"))
 	mux.Handle("GET /dashboard.css", staticAsset(dashboardCSS, "text/css; charset=utf-8"))
+	// /publish: the browser publisher (pick a stream id, share the camera,
+	// watch the connection; the WHIP POST carries the token).
+	mux.Handle("GET /publish", staticAsset(publishHTML, "text/html; charset=utf-8"))
+	mux.Handle("GET /publish.js", staticAsset(publishJS, "text/javascript; charset=utf-8"))
+	mux.Handle("GET /publish.css", staticAsset(publishCSS, "text/css; charset=utf-8"))
 }
 
 // staticAsset serves one embedded file, revalidated on every load (the

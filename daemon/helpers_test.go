@@ -93,6 +93,12 @@ var (
 func binary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
+		// AFFECTD_TEST_BINARY runs these tests against another build, such
+		// as an older commit's, to see a regression test fail there.
+		if other := os.Getenv("AFFECTD_TEST_BINARY"); other != "" {
+			binPath = other
+			return
+		}
 		root, err := testenv.Root()
 		if err != nil {
 			binErr = err
@@ -163,6 +169,12 @@ const raceReport = "WARNING: DATA RACE"
 // a race report in its log fails the test.
 func startBinary(t *testing.T, cfg string) *proc {
 	t.Helper()
+	return startBinaryWith(t, cfg, true)
+}
+
+// startBinaryWith is startBinary, waiting for /readyz only when ready.
+func startBinaryWith(t *testing.T, cfg string, ready bool) *proc {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "affectd.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -200,7 +212,7 @@ func startBinary(t *testing.T, cfg string) *proc {
 		t.Fatalf("affectd did not listen\n%s", p.logs())
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for {
+	for ready {
 		resp, err := http.Get("http://" + p.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()

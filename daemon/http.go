@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/stream/preview"
 )
 
@@ -39,7 +41,6 @@ func (d *Daemon) routes() http.Handler {
 		}
 		s.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("GET /publish", d.publishPage)
 	mux.Handle("POST /v1/streams/{stream}/faces/{face}/calibrate", d.auth(http.HandlerFunc(d.calibrate)))
 	mux.Handle("GET /v1/streams/{stream}/preview", d.auth(http.HandlerFunc(d.previewHandler)))
 	dashboardRoutes(mux)
@@ -47,7 +48,50 @@ func (d *Daemon) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "affectd %s\n\nGET /                   dashboard\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nGET /v1/streams/{stream}/preview   live picture: a JPEG, ?mjpeg=1 for MJPEG\nPOST /v1/streams/{stream}/faces/{face}/calibrate   the face's current expression is its neutral\nPOST /v1/whip/{stream}  WebRTC ingest (WHIP); GET /publish: from a browser\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
 	})
-	return mux
+	return d.guard(mux)
+}
+
+// maxBody bounds every request body (WHIP offers are the largest, 64 KiB).
+const maxBody = 128 << 10
+
+// writeTimeout bounds writing an ordinary response; the MJPEG stream
+// extends it part by part, and websockets set their own once upgraded.
+const writeTimeout = 30 * time.Second
+
+// guard is every request's first stop: a Host the daemon answers to
+// (http.allowed_hosts; else 421: no web page on another name reaches it
+// through DNS rebinding), a bounded body, and a write deadline.
+func (d *Daemon) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hostAllowed(r.Host, d.cfg.Load().HTTP.AllowedHosts) {
+			d.httpRefused.WithLabelValues("host").Inc()
+			http.Error(w, "misdirected request: this daemon does not answer to that host name (add it to http.allowed_hosts)", http.StatusMisdirectedRequest)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostAllowed says whether a request's Host is one the daemon answers
+// to: an IP address (a page cannot rebind one), localhost, or a name in
+// allowed. A request without a Host (HTTP/1.0 tools) is no browser's.
+func hostAllowed(host string, allowed []string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	h = strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
+	if h == "" || net.ParseIP(h) != nil || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	for _, a := range allowed {
+		if strings.EqualFold(strings.TrimSuffix(a, "."), h) {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *Daemon) auth(next http.Handler) http.Handler {
@@ -72,6 +116,11 @@ func (d *Daemon) auth(next http.Handler) http.Handler {
 	})
 }
 
+// engineStall is how long the engine may hold faces without finishing a
+// batch before /readyz says it is stalled (a ViT-B batch takes about a
+// second on a slow CPU).
+const engineStall = 30 * time.Second
+
 // readyz: 200 once the models are loaded and every stream is up (or has
 // ended, for files); 503 with the reasons otherwise.
 func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
@@ -79,7 +128,14 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	if !d.ready.Load() {
 		reasons = append(reasons, "model not loaded")
 	}
+	if m := d.models.Load(); m != nil && m.Core.Engine != nil && m.Core.Engine.Stalled(engineStall) {
+		reasons = append(reasons, fmt.Sprintf("the inference engine is stalled: faces wait and no batch has finished for %v", engineStall))
+	}
 	for _, p := range d.pipelines() {
+		if p.failures.Load() > 0 && p.cap.State() != capture.StateUp {
+			reasons = append(reasons, fmt.Sprintf("stream %s failed (%s)", p.cfg.ID, p.lastError()))
+			continue
+		}
 		if p.cfg.Kind() == "whip" {
 			continue // waits for a publisher: nothing to be ready for
 		}
@@ -134,17 +190,6 @@ func (d *Daemon) listStreams(w http.ResponseWriter, r *http.Request) {
 }
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
-
-//go:embed web/publish.html
-var publishHTML []byte
-
-// publishPage serves the browser publisher: pick a stream id, share the
-// camera, watch the connection state (the WHIP POST carries the token).
-func (d *Daemon) publishPage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(publishHTML)
-}
 
 // calibrate takes a face's current landmarks as its neutral for the
 // landmark AU backend: POST /v1/streams/{stream}/faces/{face}/calibrate,
@@ -201,6 +246,17 @@ func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "previews are off (preview.enabled)", http.StatusNotFound)
 		return
 	}
+	mjpeg := r.URL.Query().Get("mjpeg") != ""
+	if mjpeg {
+		if d.watchers.Add(1) > int64(d.cfg.Load().Preview.MaxWatchers) {
+			d.watchers.Add(-1)
+			d.httpRefused.WithLabelValues("watchers").Inc()
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "too many preview watchers (preview.max_watchers)", http.StatusServiceUnavailable)
+			return
+		}
+		defer d.watchers.Add(-1)
+	}
 	pv.Want(3 * time.Second)
 	interval := pv.Interval()
 	next := func(after uint64, within time.Duration) *preview.Picture {
@@ -224,7 +280,7 @@ func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
-	if r.URL.Query().Get("mjpeg") == "" {
+	if !mjpeg {
 		pic := next(0, 3*time.Second)
 		if pic == nil {
 			http.Error(w, "no picture yet", http.StatusServiceUnavailable)
@@ -239,12 +295,14 @@ func (d *Daemon) previewHandler(w http.ResponseWriter, r *http.Request) {
 	const boundary = "affectdframe"
 	h.Set("Content-Type", "multipart/x-mixed-replace; boundary="+boundary)
 	flusher, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	var seq uint64
 	for {
 		pic := next(seq, time.Minute)
 		if pic == nil {
 			return
 		}
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // a watcher that stops reading is let go
 		seq = pic.Seq
 		fmt.Fprintf(w, "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Frame-Size: %dx%d\r\nX-Frame-Seq: %d\r\n\r\n", boundary, len(pic.JPEG), pic.Width, pic.Height, pic.Seq)
 		if _, err := w.Write(pic.JPEG); err != nil {

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -19,6 +22,7 @@ import (
 // its sinks (the websocket hub, the preview). Its settings are a snapshot
 // taken when it was made; a reload makes a new pipeline.
 type pipeline struct {
+	snap    *config.Config // the settings it was made with
 	cfg     config.Stream
 	src     capture.Source
 	cap     *capture.Stream
@@ -30,11 +34,14 @@ type pipeline struct {
 	cancel  context.CancelFunc // set by the daemon when it starts Run
 	done    chan struct{}      // closed when Run has returned
 	lastErr atomic.Pointer[string]
+	// failures counts the panics that stopped this stream (carried over
+	// to the pipeline that replaces it); the restart waits longer each time.
+	failures atomic.Int32
 }
 
 // newPipeline wires a stream around a source, with the settings of cfg.
 func (d *Daemon) newPipeline(cfg *config.Config, sc config.Stream, src capture.Source, m *Models) (*pipeline, error) {
-	p := &pipeline{cfg: sc, src: src, done: make(chan struct{})}
+	p := &pipeline{snap: cfg, cfg: sc, src: src, done: make(chan struct{})}
 	var err error
 	p.cap, err = capture.NewStream(capture.StreamOptions{
 		ID: sc.ID, Source: src, Queue: 2, Metrics: d.capMetrics, OnStatus: p.onStatus(d),
@@ -44,6 +51,9 @@ func (d *Daemon) newPipeline(cfg *config.Config, sc config.Stream, src capture.S
 	}
 	p.frames = stream.NewFrameSink(d.hub, sc.ID, m.Core.Layout(), stream.Encoding{Blendshapes: sc.Blendshapes, Landmarks: sc.Landmarks}, d.sinkMetrics)
 	sinks := []analysis.Sink{p.frames}
+	if d.testSink != nil {
+		sinks = append(sinks, d.testSink(sc.ID))
+	}
 	if c := cfg.Preview; c.Enabled {
 		p.preview = preview.New(preview.Options{FPS: c.FPS, MaxWidth: c.MaxWidth, Quality: c.Quality})
 		sinks = append(sinks, p.preview)
@@ -60,6 +70,10 @@ func (d *Daemon) newPipeline(cfg *config.Config, sc config.Stream, src capture.S
 // openSource opens a configured stream's input.
 func (d *Daemon) openSource(sc config.Stream) (capture.Source, error) {
 	if sc.Kind() == "whip" {
+		if src := d.early[sc.ID]; src != nil { // registered before listening
+			delete(d.early, sc.ID)
+			return src, nil
+		}
 		w, err := d.whipServer()
 		if err != nil {
 			return nil, err
@@ -89,25 +103,44 @@ func (p *pipeline) onStatus(d *Daemon) func(capture.Status) {
 }
 
 // Run runs the capture and the analyzer until ctx ends or the input ends
-// for good; it returns once both have stopped.
+// for good; it returns once both have stopped. A panic in either ends it
+// with an error wrapping errPanic (the daemon restarts the stream); the
+// rest of the daemon goes on.
 func (p *pipeline) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	capDone := make(chan struct{})
+	capDone := make(chan error, 1)
 	go func() {
-		defer close(capDone)
-		p.cap.Run(ctx)
+		capDone <- safely("capture", func() error { return p.cap.Run(ctx) })
+		cancel() // a capture that panicked stops the analyzer too
 	}()
-	err := p.an.Run(ctx, p.cap.Frames())
+	err := safely("analysis", func() error { return p.an.Run(ctx, p.cap.Frames()) })
 	cancel()
 	for f := range p.cap.Frames() { // until the capture has stopped
 		f.Release()
 	}
-	<-capDone
+	if capErr := <-capDone; capErr != nil && err == nil {
+		err = capErr
+	}
+	p.cap.Close() // its frames' memory, now and as the last ones come back
 	if p.preview != nil {
 		p.preview.Close()
 	}
 	return err
+}
+
+// errPanic marks a stream stopped by a panic in its own goroutines.
+var errPanic = errors.New("panic")
+
+// safely runs fn, turning a panic into an error that wraps errPanic and
+// holds the stack.
+func safely(part string, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w in %s: %v\n%s", errPanic, part, r, debug.Stack())
+		}
+	}()
+	return fn()
 }
 
 // lastError is the stream's latest problem: the source's, else the

@@ -161,6 +161,20 @@ type Engine struct {
 	closeOnce sync.Once
 
 	stats struct{ batches, faces, rejected, failures, runNanos atomic.Int64 }
+	// For the watchdog: faces admitted and not yet handed to a runner,
+	// batches running, and when the last batch ended (unix nanoseconds).
+	waiting, running, lastEnd atomic.Int64
+}
+
+// Stalled reports whether the engine has work and has finished no batch
+// for longer than d (a run that hangs, a provider that died): the
+// daemon's /readyz says so.
+func (e *Engine) Stalled(d time.Duration) bool {
+	if e.waiting.Load() == 0 && e.running.Load() == 0 {
+		return false
+	}
+	last := e.lastEnd.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) > d
 }
 
 // Stats are the engine's running totals.
@@ -251,6 +265,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("infer: Run called twice")
 	}
 	e.started = true
+	e.lastEnd.Store(time.Now().UnixNano()) // the watchdog's clock starts
 	e.mu.Unlock()
 	stop := context.AfterFunc(ctx, e.beginStop)
 	defer stop()
@@ -384,6 +399,7 @@ func (e *Engine) Reserve(ctx context.Context) (*Request, error) {
 		e.filling++
 	}
 	e.m.pending.Inc()
+	e.waiting.Add(1)
 	e.mu.Unlock()
 	return r, nil
 }
@@ -536,6 +552,8 @@ func (e *Engine) handOffLocked(b *batch) {
 		e.m.queueWait.Observe(now.Sub(b.reqs[i].reserved).Seconds())
 	}
 	e.m.pending.Sub(float64(b.n))
+	e.waiting.Add(-int64(b.n))
+	e.running.Add(1)
 }
 
 func (e *Engine) runLoop() {
@@ -554,6 +572,8 @@ func (e *Engine) execute(b *batch) {
 	start := time.Now()
 	err := e.r.run(b, n)
 	took := time.Since(start)
+	e.running.Add(-1)
+	e.lastEnd.Store(time.Now().UnixNano())
 	e.m.runSeconds.Observe(took.Seconds())
 	e.stats.runNanos.Add(int64(took))
 	e.m.batchSize.Observe(float64(n))

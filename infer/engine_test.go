@@ -546,3 +546,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestEngineStalled: the watchdog reports an engine whose run hangs with
+// work waiting, and not an idle or a working one.
+func TestEngineStalled(t *testing.T) {
+	f := &fakeRunner{md: fakeMeta(), gate: make(chan struct{})}
+	e, _ := startEngine(t, f, Options{MaxBatch: 1, MaxWait: time.Millisecond})
+	if e.Stalled(10 * time.Millisecond) {
+		t.Fatal("an idle engine is stalled")
+	}
+	r, err := e.Reserve(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Submit()
+	time.Sleep(50 * time.Millisecond) // the run waits at the gate: hung
+	if !e.Stalled(20 * time.Millisecond) {
+		t.Error("a hung run is not stalled")
+	}
+	if e.Stalled(time.Minute) {
+		t.Error("stalled within the minute allowed")
+	}
+	f.gate <- struct{}{}
+	if _, err := r.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.Release()
+	if e.Stalled(20 * time.Millisecond) {
+		t.Error("stalled after the run ended and nothing waits")
+	}
+	close(f.gate)
+}

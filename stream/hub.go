@@ -3,13 +3,16 @@ package stream
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/affectd/affectd/capture/streamid"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -32,6 +35,9 @@ type HubOptions struct {
 	// where it is bounded, counted and dropped oldest-first, rather than in
 	// megabytes of kernel buffers that only add latency.
 	SocketBuffer int
+	// MaxClients bounds the connected clients (default 256): another gets
+	// 503 with Retry-After, counted in affectd_ws_refused_total.
+	MaxClients int
 	// Hello returns the encoded hello message for a new connection.
 	Hello func() []byte
 	// Registerer receives the hub's metrics (nil: not registered).
@@ -49,6 +55,7 @@ type Hub struct {
 	mu      sync.RWMutex
 	clients map[*client]struct{}
 	closed  bool
+	active  atomic.Int64 // clients connected or being upgraded
 	wg      sync.WaitGroup
 }
 
@@ -57,6 +64,7 @@ type hubMetrics struct {
 	sent        prometheus.Counter
 	dropped     prometheus.Counter
 	disconnects *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 }
 
 // NewHub makes a hub.
@@ -76,6 +84,9 @@ func NewHub(o HubOptions) (*Hub, error) {
 	if o.SocketBuffer <= 0 {
 		o.SocketBuffer = 256 << 10
 	}
+	if o.MaxClients <= 0 {
+		o.MaxClients = 256
+	}
 	h := &Hub{o: o, clients: map[*client]struct{}{}}
 	h.upgrader = websocket.Upgrader{
 		ReadBufferSize:  1024,
@@ -92,9 +103,12 @@ func NewHub(o HubOptions) (*Hub, error) {
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "affectd_ws_disconnects_total", Help: "Websocket clients disconnected, by reason.",
 		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "affectd_ws_refused_total", Help: "Websocket connections refused, by reason (too_many: websocket.max_clients; bad_request).",
+		}, []string{"reason"}),
 	}
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{h.m.clients, h.m.sent, h.m.dropped, h.m.disconnects} {
+		for _, c := range []prometheus.Collector{h.m.clients, h.m.sent, h.m.dropped, h.m.disconnects, h.m.refused} {
 			if err := o.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -117,14 +131,11 @@ func sameOrigin(r *http.Request) bool {
 // ServeHTTP upgrades GET /v1/ws?streams=a,b (all streams when omitted).
 // Authentication is the caller's (daemon) business.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var subs map[string]bool
-	if q := r.URL.Query().Get("streams"); q != "" {
-		subs = map[string]bool{}
-		for _, s := range strings.Split(q, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				subs[s] = true
-			}
-		}
+	subs, err := ParseStreams(r.URL.Query().Get("streams"))
+	if err != nil {
+		h.m.refused.WithLabelValues("bad_request").Inc()
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
 	h.mu.RLock()
 	closed := h.closed
@@ -133,8 +144,16 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if h.active.Add(1) > int64(h.o.MaxClients) {
+		h.active.Add(-1)
+		h.m.refused.WithLabelValues("too_many").Inc()
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many websocket clients (websocket.max_clients)", http.StatusServiceUnavailable)
+		return
+	}
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		h.active.Add(-1)
 		return // the upgrader has answered
 	}
 	if tc, ok := conn.NetConn().(*net.TCPConn); ok {
@@ -153,6 +172,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
+		h.active.Add(-1)
 		conn.Close()
 		return
 	}
@@ -219,6 +239,7 @@ func (h *Hub) remove(c *client) {
 	if _, ok := h.clients[c]; ok {
 		delete(h.clients, c)
 		h.m.clients.Dec()
+		h.active.Add(-1)
 	}
 	h.mu.Unlock()
 }
@@ -383,4 +404,29 @@ func (c *client) write(msg []byte) bool {
 	}
 	c.h.m.sent.Inc()
 	return true
+}
+
+// MaxSubscriptions bounds the streams one client names in ?streams=.
+const MaxSubscriptions = 256
+
+// ParseStreams reads ?streams=a,b: nil (every stream) when empty, else
+// the set of ids, each a valid stream id (capture/streamid), at most
+// MaxSubscriptions of them.
+func ParseStreams(q string) (map[string]bool, error) {
+	if q == "" {
+		return nil, nil
+	}
+	subs := map[string]bool{}
+	for _, s := range strings.Split(q, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if err := streamid.Check(s); err != nil {
+			return nil, fmt.Errorf("streams: %w", err)
+		}
+		if subs[s] = true; len(subs) > MaxSubscriptions {
+			return nil, fmt.Errorf("streams: more than %d", MaxSubscriptions)
+		}
+	}
+	return subs, nil
 }

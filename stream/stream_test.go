@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/affectd/affectd/capture/streamid"
 	"github.com/affectd/affectd/infer/analysis"
 	"github.com/affectd/affectd/tools/testenv"
 )
@@ -315,4 +316,50 @@ func TestAppendFrameIsValidJSON(t *testing.T) {
 	if _, ok := f1["blendshapes"]; ok || f1["landmarks"] != nil || m["captured_at"] != nil || m["latency_ms"] != nil || m["pts_ms"] != 1500.0 {
 		t.Errorf("offline, no options: %s", b)
 	}
+}
+
+// FuzzParseStreams: ?streams= from any client parses into at most
+// MaxSubscriptions valid stream ids, or is refused.
+func FuzzParseStreams(f *testing.F) {
+	for _, s := range []string{"", "a", "a,b, c", ",,", "a..b", "\xff", strings.Repeat("x,", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		subs, err := ParseStreams(q)
+		if err != nil {
+			return
+		}
+		if len(subs) > MaxSubscriptions {
+			t.Fatalf("%d subscriptions", len(subs))
+		}
+		for id := range subs {
+			if !streamid.Valid(id) {
+				t.Fatalf("accepted id %q", id)
+			}
+		}
+	})
+}
+
+// TestHubMaxClients: a client over MaxClients gets 503 with Retry-After;
+// a place freed is taken again.
+func TestHubMaxClients(t *testing.T) {
+	h, srv, reg := newTestHub(t, HubOptions{MaxClients: 2})
+	a := dial(t, srv, "")
+	readJSON(t, a)
+	b := dial(t, srv, "")
+	readJSON(t, b)
+	_, resp, err := websocket.DefaultDialer.Dial(strings.Replace(srv.URL, "http", "ws", 1), nil)
+	if err == nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a third client: %v %+v, want 503 with Retry-After", err, resp)
+	}
+	if n := testutil.ToFloat64(h.m.refused.WithLabelValues("too_many")); n != 1 {
+		t.Errorf("refused too_many = %v", n)
+	}
+	a.Close()
+	waitClients(t, h, 1)
+	c := dial(t, srv, "")
+	readJSON(t, c)
+	c.Close()
+	b.Close()
+	_ = reg
 }

@@ -11,6 +11,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/affectd/affectd/capture"
+	"github.com/affectd/affectd/capture/urls"
 )
 
 // Transport options shared by every RTSP stream of the process: OpenCV
@@ -69,14 +70,14 @@ func New(rawURL string) (*Source, error) {
 		return nil, fmt.Errorf("rtsp: %w", err)
 	}
 	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
-		return nil, fmt.Errorf("rtsp: %q is not an rtsp:// URL", u.Redacted())
+		return nil, fmt.Errorf("rtsp: %q is not an rtsp:// URL", urls.Show(rawURL))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("rtsp: %q has no host", u.Redacted())
+		return nil, fmt.Errorf("rtsp: %q has no host", urls.Show(rawURL))
 	}
-	shown := *u
-	shown.User = nil // no credentials in logs, statuses or the API
-	return &Source{url: rawURL, shown: shown.String(), epoch: time.Now()}, nil
+	// No credentials in logs, statuses or the API: no user information,
+	// no token in the query.
+	return &Source{url: rawURL, shown: urls.Show(rawURL), epoch: time.Now()}, nil
 }
 
 // String is the URL without its credentials.

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/affectd/affectd/capture/streamid"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
@@ -45,13 +46,23 @@ type Options struct {
 	AllowDynamic bool
 	Dynamic      func(ctx context.Context, stream string) (*Source, error)
 	MaxSessions  int
-	// CORSOrigin is sent as Access-Control-Allow-Origin (default "*").
+	// CORSOrigin is sent as Access-Control-Allow-Origin: one origin, "*"
+	// for any, or "" (the default) for no CORS at all: pages of other
+	// origins cannot publish.
 	CORSOrigin string
 	// PLIInterval is the least time between two key-frame requests to a
 	// publisher (default 500ms).
 	PLIInterval time.Duration
 	// Prefix is the URL path the server is mounted at (default /v1/whip/).
 	Prefix string
+	// MaxFrameBytes bounds one assembled frame (default 8 MiB): a larger
+	// one is dropped (frames_dropped{reason="frame_too_large"}) and what is
+	// buffered for a frame never grows past it.
+	MaxFrameBytes int
+	// MaxPixels bounds a decoded picture's width × height (default
+	// 4096×2304): a stream announcing larger pictures is refused before
+	// they are allocated (frames_dropped{reason="picture_too_large"}).
+	MaxPixels int
 	// Registerer receives the WebRTC metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
@@ -89,8 +100,11 @@ func NewServer(o Options) (*Server, error) {
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 8
 	}
-	if o.CORSOrigin == "" {
-		o.CORSOrigin = "*"
+	if o.MaxFrameBytes <= 0 {
+		o.MaxFrameBytes = 8 << 20
+	}
+	if o.MaxPixels <= 0 {
+		o.MaxPixels = 4096 * 2304
 	}
 	if o.PLIInterval <= 0 {
 		o.PLIInterval = 500 * time.Millisecond
@@ -177,6 +191,9 @@ func (s *Server) UDPAddr() net.Addr {
 // Register makes a stream publishable: its Source is what the daemon
 // runs. token, when set, replaces the server's token for this stream.
 func (s *Server) Register(stream, token string) (*Source, error) {
+	if err := streamid.Check(stream); err != nil {
+		return nil, fmt.Errorf("webrtc: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.sources[stream]; ok {
@@ -199,6 +216,7 @@ func (s *Server) Unregister(stream string) {
 
 // unregister removes src if it is still the stream's source.
 func (s *Server) unregister(src *Source) {
+	src.goneOnce.Do(func() { close(src.gone) })
 	s.mu.Lock()
 	if s.sources[src.stream] == src {
 		delete(s.sources, src.stream)
@@ -247,8 +265,13 @@ func (s *Server) Close() error {
 //	OPTIONS …                           CORS pre-flight, Accept-Post
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", s.o.CORSOrigin)
-	h.Set("Access-Control-Expose-Headers", "Location, Accept-Post, Link")
+	if o := s.o.CORSOrigin; o != "" { // CORS only for the configured origin
+		h.Set("Access-Control-Allow-Origin", o)
+		h.Set("Access-Control-Expose-Headers", "Location, Accept-Post, Link")
+		if o != "*" {
+			h.Add("Vary", "Origin")
+		}
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, s.o.Prefix)
 	if !ok {
 		http.NotFound(w, r)
@@ -260,6 +283,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stream := parts[0]
+	if err := streamid.Check(stream); err != nil { // before it reaches a map, a label or a log
+		s.m.refused.WithLabelValues("bad_id").Inc()
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
@@ -373,6 +401,7 @@ func (s *Server) answer(ctx context.Context, stream, offer string) (string, *ses
 	if n >= s.o.MaxSessions {
 		return "", nil, fmt.Errorf("%w (%d)", errTooMany, s.o.MaxSessions)
 	}
+	created := false
 	if src == nil {
 		if !s.o.AllowDynamic || s.o.Dynamic == nil {
 			return "", nil, fmt.Errorf("%w %q (not configured as a whip stream)", errNoStream, stream)
@@ -381,19 +410,26 @@ func (s *Server) answer(ctx context.Context, stream, offer string) (string, *ses
 		if src, err = s.o.Dynamic(ctx, stream); err != nil {
 			return "", nil, fmt.Errorf("%w %q: %v", errNoStream, stream, err)
 		}
+		created = true
+	}
+	fail := func(err error) (string, *session, error) {
+		if created { // a dynamic stream exists only with a negotiated session
+			s.unregister(src)
+		}
+		return "", nil, err
 	}
 	sess, err := s.newSession(src)
 	if err != nil {
-		return "", nil, err
+		return fail(err)
 	}
 	answer, err := sess.negotiate(offer)
 	if err != nil {
 		sess.end(err)
-		return "", nil, err
+		return fail(err)
 	}
 	if !src.offer(sess) {
 		sess.end(errBusy)
-		return "", nil, fmt.Errorf("%w %q", errBusy, stream)
+		return fail(fmt.Errorf("%w %q", errBusy, stream))
 	}
 	return answer, sess, nil
 }
@@ -539,6 +575,7 @@ type metrics struct {
 	framesRecv    *prometheus.CounterVec
 	framesDecoded *prometheus.CounterVec
 	decodeErrors  *prometheus.CounterVec
+	framesDropped *prometheus.CounterVec
 	plis          *prometheus.CounterVec
 	decodeSeconds prometheus.Histogram
 }
@@ -558,6 +595,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "affectd_whip_decode_errors_total", Help: "Frames lost to packet loss or decoding errors.",
 		}, []string{"stream"}),
+		framesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "affectd_whip_frames_dropped_total", Help: "Frames dropped over a limit, by reason (frame_too_large: more than webrtc.max_frame_bytes assembled; picture_too_large: more than webrtc.max_pixels).",
+		}, []string{"stream", "reason"}),
 		plis: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "affectd_whip_plis_total", Help: "Key frames requested from publishers (RTCP PLI).",
 		}, []string{"stream"}),
@@ -567,11 +607,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.sessions, m.refused, m.framesRecv, m.framesDecoded, m.decodeErrors, m.plis, m.decodeSeconds} {
+		for _, c := range []prometheus.Collector{m.sessions, m.refused, m.framesRecv, m.framesDecoded, m.decodeErrors, m.framesDropped, m.plis, m.decodeSeconds} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return m, nil
+}
+
+// Forget drops a removed stream's metric series.
+func (s *Server) Forget(stream string) {
+	m := s.m
+	for _, v := range []*prometheus.CounterVec{m.framesRecv, m.framesDecoded, m.decodeErrors, m.plis} {
+		v.DeleteLabelValues(stream)
+	}
+	m.framesDropped.DeletePartialMatch(prometheus.Labels{"stream": stream})
 }

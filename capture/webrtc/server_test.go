@@ -2,11 +2,13 @@ package webrtc
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,7 +107,7 @@ func do(t testing.TB, method, url, ctype, token, body string) (*http.Response, s
 func TestWHIPStatusCodes(t *testing.T) {
 	goroutines := testenv.SnapshotGoroutines()
 	func() {
-		s, hs, stop := newTestServer(t, Options{Token: "tok"})
+		s, hs, stop := newTestServer(t, Options{Token: "tok", CORSOrigin: "https://app.example.com"})
 		defer stop()
 		src, err := s.Register("cam", "")
 		if err != nil {
@@ -137,6 +139,10 @@ func TestWHIPStatusCodes(t *testing.T) {
 			{"trickle", "PATCH", "cam/0123", "application/trickle-ice-sdpfrag", "tok", "a=x", 405},
 			{"GET", "GET", "cam", "", "tok", "", 405},
 			{"pre-flight", "OPTIONS", "cam", "", "", "", 204},
+			{"invalid id", "POST", "%ff", "application/sdp", "tok", offer, 400},
+			{"long id", "POST", strings.Repeat("x", 10000), "application/sdp", "tok", offer, 400},
+			{"dot-dot id", "POST", "a..b", "application/sdp", "tok", offer, 400},
+			{"id with a newline", "POST", "a%0Ab", "application/sdp", "tok", offer, 400},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				resp, body := do(t, tc.method, base+tc.path, tc.ctype, tc.token, tc.body)
@@ -146,7 +152,7 @@ func TestWHIPStatusCodes(t *testing.T) {
 				if tc.want == 415 && resp.Header.Get("Accept-Post") != "application/sdp" {
 					t.Error("415 without Accept-Post")
 				}
-				if tc.method == "OPTIONS" && (resp.Header.Get("Accept-Post") != "application/sdp" || resp.Header.Get("Access-Control-Allow-Origin") != "*") {
+				if tc.method == "OPTIONS" && (resp.Header.Get("Accept-Post") != "application/sdp" || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com") {
 					t.Errorf("OPTIONS headers %v", resp.Header)
 				}
 			})
@@ -207,4 +213,61 @@ func FuzzWHIPOffer(f *testing.F) {
 			t.Fatalf("status %d for %q", resp.StatusCode, body)
 		}
 	})
+}
+
+// TestDynamicFailedOfferLeavesNothing: with dynamic streams on, an offer
+// that fails to negotiate (no ICE credentials, no DTLS fingerprint) leaves no
+// stream behind (before, each left a stream "starting" forever, outside
+// max_sessions), and an id that is no valid stream id never reaches the
+// stream factory.
+func TestDynamicFailedOfferLeavesNothing(t *testing.T) {
+	goroutines := testenv.SnapshotGoroutines()
+	var s *Server
+	made := map[string]bool{}
+	runs := make(chan error, 10)
+	var mu sync.Mutex
+	s, hs, stop := newTestServer(t, Options{AllowDynamic: true, Dynamic: func(ctx context.Context, id string) (*Source, error) {
+		src, err := s.NewDynamicSource(id)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		made[id] = true
+		mu.Unlock()
+		go func() { runs <- src.Run(context.Background(), &sink{pool: capture.NewPool(2)}) }()
+		return src, nil
+	}})
+	broken := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n"
+	resp, body := do(t, "POST", hs.URL+"/v1/whip/dyn1", "application/sdp", "", broken)
+	if resp.StatusCode != 400 {
+		t.Fatalf("an offer that cannot be negotiated: %d %q, want 400", resp.StatusCode, body)
+	}
+	select {
+	case err := <-runs:
+		if !errors.Is(err, capture.ErrEnded) {
+			t.Errorf("the failed stream's Run returned %v, want ErrEnded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dynamic stream of a failed offer is still running")
+	}
+	s.mu.Lock()
+	left := len(s.sources)
+	s.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d streams registered after a failed offer", left)
+	}
+	offer, client := offerSDP(t, pion.MimeTypeVP8)
+	for _, bad := range []string{"%ff", strings.Repeat("y", 10000), "a..b"} {
+		if resp, _ := do(t, "POST", hs.URL+"/v1/whip/"+bad, "application/sdp", "", offer); resp.StatusCode != 400 {
+			t.Errorf("id %q: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+	mu.Lock()
+	if len(made) != 1 {
+		t.Errorf("streams made: %v, want only dyn1", made)
+	}
+	mu.Unlock()
+	client.Close()
+	stop()
+	goroutines.Check(t)
 }

@@ -32,10 +32,13 @@ type Source struct {
 	active *session      // the session being served or offered
 	offers chan *session // to Run
 	epoch  time.Time     // PTS zero: PTS grows across sessions
+
+	gone     chan struct{} // closed when the stream is unregistered: Run ends
+	goneOnce sync.Once
 }
 
 func newSource(s *Server, stream, token string) *Source {
-	return &Source{server: s, stream: stream, token: token, offers: make(chan *session, 1), epoch: time.Now()}
+	return &Source{server: s, stream: stream, token: token, offers: make(chan *session, 1), epoch: time.Now(), gone: make(chan struct{})}
 }
 
 // NewDynamicSource makes the Source of a stream created for a publisher
@@ -76,6 +79,8 @@ func (src *Source) Run(ctx context.Context, sink capture.Sink) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-src.gone:
+			return fmt.Errorf("%w: stream %s removed", capture.ErrEnded, src.stream)
 		case x = <-src.offers:
 		}
 		err := src.serve(ctx, x, sink)
@@ -130,9 +135,8 @@ func (src *Source) serve(ctx context.Context, x *session, sink capture.Sink) err
 	stop := context.AfterFunc(ctx, func() { x.end(errors.New("stream stopping")) })
 	defer stop()
 
-	m := src.server.m
-	recv, decoded, errs, plis := m.framesRecv.WithLabelValues(src.stream), m.framesDecoded.WithLabelValues(src.stream),
-		m.decodeErrors.WithLabelValues(src.stream), m.plis.WithLabelValues(src.stream)
+	dec.SetMaxPixels(src.server.o.MaxPixels)
+	plis := src.server.m.plis.WithLabelValues(src.stream)
 	ssrc := uint32(track.SSRC())
 	var lastPLI time.Time
 	pli := func(force bool) {
@@ -146,16 +150,9 @@ func (src *Source) serve(ctx context.Context, x *session, sink capture.Sink) err
 	}
 	pli(true) // start from a key frame
 
-	var (
-		buf      []byte
-		broken   bool
-		expect   uint16
-		haveSeq  bool
-		firstTS  uint32
-		haveTS   bool
-		tsOffset time.Duration
-		lastTS   uint32
-	)
+	asm := newAssembler(dep, src.server.o.MaxFrameBytes)
+	var units []unit
+	var clock ptsClock
 	for {
 		pkt, _, err := track.ReadRTP()
 		if err != nil {
@@ -164,62 +161,69 @@ func (src *Source) serve(ctx context.Context, x *session, sink capture.Sink) err
 			}
 			return x.reason()
 		}
-		if haveSeq && pkt.SequenceNumber != expect {
-			broken = true // lost (or reordered) packets in this frame
-			if h, ok := dep.(*codecs.H264Packet); ok {
-				*h = codecs.H264Packet{} // drop a half-reassembled FU-A
-			}
+		units = asm.push(pkt, units[:0])
+		for _, u := range units {
+			src.decode(u, dec, sink, pli, &clock)
 		}
-		expect, haveSeq = pkt.SequenceNumber+1, true
-		if len(pkt.Payload) > 0 {
-			data, err := dep.Unmarshal(pkt.Payload)
-			if err != nil {
-				broken = true
-			} else {
-				buf = append(buf, data...)
-			}
-		}
-		if !pkt.Marker {
-			continue
-		}
-		// A whole frame.
-		recv.Inc()
-		frameBuf := buf
-		buf = buf[:0]
-		if broken || len(frameBuf) == 0 {
-			broken = false
-			errs.Inc()
-			pli(false)
-			continue
-		}
-		if !haveTS {
-			// PTS: the session's start on the source's clock, then the
-			// publisher's RTP clock (90 kHz), so PTS grows across sessions.
-			firstTS, haveTS = pkt.Timestamp, true
-			tsOffset = time.Since(src.epoch)
-		} else if pkt.Timestamp-lastTS > 90000*10 && lastTS-pkt.Timestamp < 90000*10 {
-			// The publisher's clock went backwards (a new encoder): keep
-			// PTS increasing.
-			tsOffset += time.Duration(lastTS-firstTS) * time.Second / 90000
-			firstTS = pkt.Timestamp
-		}
-		lastTS = pkt.Timestamp
-		f := sink.Frame()
-		start := time.Now()
-		ok, err := dec.Decode(frameBuf, &f.Mat)
-		m.decodeSeconds.Observe(time.Since(start).Seconds())
-		if err != nil || !ok {
-			f.Release()
-			if err != nil {
-				errs.Inc()
-			}
-			pli(false) // a broken picture, or no key frame yet
-			continue
-		}
-		decoded.Inc()
-		f.CapturedAt = time.Now()
-		f.PTS = tsOffset + time.Duration(pkt.Timestamp-firstTS)*time.Second/90000
-		sink.Up()
-		sink.Deliver(f)
 	}
+}
+
+// decode decodes one assembled frame and delivers its picture.
+func (src *Source) decode(u unit, dec *avdec.Decoder, sink capture.Sink, pli func(bool), clock *ptsClock) {
+	m := src.server.m
+	m.framesRecv.WithLabelValues(src.stream).Inc()
+	switch u.fault {
+	case frameTooLarge:
+		m.framesDropped.WithLabelValues(src.stream, "frame_too_large").Inc()
+		fallthrough
+	case frameLoss:
+		m.decodeErrors.WithLabelValues(src.stream).Inc()
+		pli(false)
+		return
+	}
+	pts := clock.pts(u.ts, src.epoch)
+	f := sink.Frame()
+	start := time.Now()
+	ok, err := dec.Decode(u.data, &f.Mat)
+	m.decodeSeconds.Observe(time.Since(start).Seconds())
+	if err != nil || !ok {
+		f.Release()
+		if errors.Is(err, avdec.ErrTooLarge) {
+			m.framesDropped.WithLabelValues(src.stream, "picture_too_large").Inc()
+		}
+		if err != nil {
+			m.decodeErrors.WithLabelValues(src.stream).Inc()
+		}
+		pli(false) // a broken picture, or no key frame yet
+		return
+	}
+	m.framesDecoded.WithLabelValues(src.stream).Inc()
+	f.CapturedAt = time.Now()
+	f.PTS = pts
+	sink.Up()
+	sink.Deliver(f)
+}
+
+// ptsClock turns a session's unwrapped 90 kHz RTP timestamps into PTS:
+// the session's start on the source's clock, then the publisher's clock,
+// so that PTS grows across sessions and across a publisher's restart.
+type ptsClock struct {
+	first, last int64
+	have        bool
+	offset      time.Duration
+}
+
+func (c *ptsClock) pts(ts int64, epoch time.Time) time.Duration {
+	switch {
+	case !c.have:
+		c.first, c.have = ts, true
+		c.offset = time.Since(epoch)
+	case ts-c.last < -90000*10:
+		// The publisher's clock went backwards (a new encoder): keep PTS
+		// increasing.
+		c.offset += time.Duration(c.last-c.first) * time.Second / 90000
+		c.first = ts
+	}
+	c.last = ts
+	return c.offset + time.Duration(ts-c.first)*time.Second/90000
 }

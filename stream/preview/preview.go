@@ -89,12 +89,11 @@ func (p *Preview) WriteFrame(r *analysis.FrameResult) error {
 		return nil
 	}
 	src := *r.Image
-	if w := src.Cols(); w > p.o.MaxWidth {
+	if w, h := ScaledSize(src.Cols(), src.Rows(), p.o.MaxWidth); w != src.Cols() {
 		if p.scaled.Ptr() == nil {
 			p.scaled = gocv.NewMat()
 		}
-		h := src.Rows() * p.o.MaxWidth / w
-		gocv.Resize(src, &p.scaled, image.Pt(p.o.MaxWidth, h), 0, 0, gocv.InterpolationArea)
+		gocv.Resize(src, &p.scaled, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
 		src = p.scaled
 	}
 	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, src, []int{gocv.IMWriteJpegQuality, p.o.Quality})
@@ -113,4 +112,15 @@ func (p *Preview) Close() error {
 		return p.scaled.Close()
 	}
 	return nil
+}
+
+// ScaledSize is the size a w×h frame is shown at: at most maxWidth wide,
+// the aspect kept, and never less than one pixel either way (a 2000×2
+// frame scaled to 640 wide would be 0 rows high, which OpenCV's resize
+// rejects by aborting the process).
+func ScaledSize(w, h, maxWidth int) (int, int) {
+	if w <= maxWidth || w <= 0 {
+		return w, h
+	}
+	return maxWidth, max(1, int(int64(h)*int64(maxWidth)/int64(w)))
 }

@@ -65,6 +65,10 @@ func LoadState(path, sig string) (State, error) {
 	return st, nil
 }
 
+// FileMode is the outputs' permissions: faces' data is personal data,
+// readable by its owner and group only.
+const FileMode = 0o640
+
 // Options configure a Writer.
 type Options struct {
 	// Path is the finished file.
@@ -106,7 +110,7 @@ func Create(o Options) (*Writer, error) {
 		w.bytes = o.Resume.Bytes
 	} else {
 		os.Remove(StatePath(o.Path))
-		w.f, err = os.Create(PartialPath(o.Path))
+		w.f, err = os.OpenFile(PartialPath(o.Path), os.O_RDWR|os.O_CREATE|os.O_TRUNC, FileMode)
 	}
 	if err != nil {
 		if w.f != nil {
@@ -156,7 +160,7 @@ func (w *Writer) checkpoint(frames uint64) error {
 	}
 	b, _ := json.Marshal(State{Version: stateVersion, Signature: w.o.Signature, Frames: frames, Bytes: w.bytes})
 	tmp := StatePath(w.o.Path) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, FileMode); err != nil {
 		return err
 	}
 	return os.Rename(tmp, StatePath(w.o.Path))

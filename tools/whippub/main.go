@@ -21,8 +21,9 @@ func main() {
 	flag.BoolVar(&o.Loop, "loop", false, "repeat the file until interrupted")
 	flag.IntVar(&o.Frames, "n", 0, "stop after this many frames (0: the whole file, or forever with -loop)")
 	flag.BoolVar(&o.Loopback, "loopback", false, "ICE on 127.0.0.1 only")
+	flag.BoolVar(&o.NoMarker, "no-marker", false, "hostile: never set the RTP marker bit, one timestamp (frames never end; for testing receivers)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: whippub -url URL -file FILE [-token T] [-fps 25] [-loop] [-n frames] [-loopback]\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: whippub -url URL -file FILE [-token T] [-fps 25] [-loop] [-n frames] [-loopback] [-no-marker]\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -36,6 +36,7 @@ typedef struct {
 struct avdec {
 	const AVCodec *codec;
 	int threads;
+	int64_t max_pixels; // 0: libavcodec's own limit
 	AVCodecContext *ctx; // NULL after avdec_reset until the next decode
 	AVPacket *pkt;
 	AVFrame *frame; // the last picture received
@@ -52,6 +53,11 @@ static int open_codec(avdec *d) {
 		return AVERROR(ENOMEM);
 	}
 	d->ctx->thread_count = d->threads;
+	if (d->max_pixels > 0) {
+		// libavcodec refuses (EINVAL) a picture larger than this before
+		// allocating it.
+		d->ctx->max_pixels = d->max_pixels;
+	}
 	// Slice threads only: frame threading delays every picture by one frame
 	// per extra thread.
 	d->ctx->thread_type = FF_THREAD_SLICE;
@@ -164,11 +170,15 @@ avdec_result avdec_decode(avdec *d, const uint8_t *data, int size) {
 	av_packet_unref(d->pkt);
 	if (err < 0) {
 		r.err = err;
+		r.width = d->ctx->width; // as the stream announced it
+		r.height = d->ctx->height;
 		return r;
 	}
 	int got = drain(d);
 	if (got < 0) {
 		r.err = got;
+		r.width = d->ctx->width; // as the stream announced it
+		r.height = d->ctx->height;
 		return r;
 	}
 	if (got) {
@@ -320,3 +330,10 @@ void avdec_strerror(int err, char *buf, size_t size) {
 }
 
 int avdec_enomem(void) { return AVERROR(ENOMEM); }
+
+void avdec_set_max_pixels(avdec *d, int64_t n) {
+	d->max_pixels = n;
+	if (d->ctx && n > 0) {
+		d->ctx->max_pixels = n;
+	}
+}

@@ -42,6 +42,10 @@ func (c Codec) String() string {
 // test with errors.Is.
 var ErrCorrupt = errors.New("avdec: corrupt data")
 
+// ErrTooLarge means a picture is larger than the decoder's MaxPixels: it
+// was refused before memory was allocated for it.
+var ErrTooLarge = errors.New("avdec: picture larger than the limit")
+
 // errClosed is returned by Decode after Close.
 var errClosed = errors.New("avdec: decoder closed")
 
@@ -62,6 +66,17 @@ type Decoder struct {
 	// put in front; scratch, joined: buffers reused for both.
 	params, scratch, joined []byte
 	reopened                bool
+	maxPixels               int
+}
+
+// SetMaxPixels bounds a picture's width × height (0: libavcodec's own
+// limit, which allows up to INT_MAX bytes): a stream announcing a larger
+// picture gets ErrTooLarge from Decode, before the picture is allocated.
+func (d *Decoder) SetMaxPixels(n int) {
+	d.maxPixels = max(n, 0)
+	if d.p != nil {
+		C.avdec_set_max_pixels(d.p, C.int64_t(d.maxPixels))
+	}
 }
 
 // New opens a decoder for codec c. threads is the number of libavcodec
@@ -139,6 +154,9 @@ func (d *Decoder) Decode(data []byte, dst *gocv.Mat) (bool, error) {
 		if r.err == C.avdec_enomem() {
 			return false, fmt.Errorf("avdec: %v decode: %s", d.codec, strerror(r.err))
 		}
+		if d.maxPixels > 0 && int(r.width)*int(r.height) > d.maxPixels {
+			return false, fmt.Errorf("%w: %v %dx%d, the limit is %d pixels", ErrTooLarge, d.codec, r.width, r.height, d.maxPixels)
+		}
 		return false, fmt.Errorf("%w: %v decode: %s", ErrCorrupt, d.codec, strerror(r.err))
 	}
 	if r.got == 0 {
@@ -150,6 +168,10 @@ func (d *Decoder) Decode(data []byte, dst *gocv.Mat) (bool, error) {
 	}
 	d.needKey, d.lost, d.reopened = false, false, false
 	w, h := int(r.width), int(r.height)
+	if d.maxPixels > 0 && w*h > d.maxPixels { // libavcodec's check, once more
+		d.lose()
+		return false, fmt.Errorf("%w: %v %dx%d, the limit is %d pixels", ErrTooLarge, d.codec, w, h, d.maxPixels)
+	}
 	fit(dst, w, h)
 	buf, err := dst.DataPtrUint8()
 	if err != nil {

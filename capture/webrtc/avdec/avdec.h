@@ -26,7 +26,7 @@ typedef struct {
 typedef struct {
 	int err;     // < 0: an AVERROR code; no picture
 	int got;     // 1: a new picture is held (width, height, key, corrupt are set)
-	int width;   // picture size in pixels
+	int width;   // picture size in pixels (on an error: as announced, 0 if unknown)
 	int height;
 	int key;     // 1: the picture is a key frame
 	int corrupt; // 1: libavcodec flagged the picture as damaged (concealed errors)
@@ -52,6 +52,10 @@ void avdec_reset(avdec *d);
 // the bytes between rows, but never past the last row's width*3 bytes (see
 // AVDEC_SLACK in avdec.c). 0 or an AVERROR code.
 int avdec_convert(avdec *d, uint8_t *dst, int stride);
+
+// avdec_set_max_pixels bounds a picture's width × height: a larger one
+// fails to decode (AVERROR(EINVAL)) before any memory is allocated for it.
+void avdec_set_max_pixels(avdec *d, int64_t n);
 
 // avdec_close frees everything d holds, and d. d may be NULL.
 void avdec_close(avdec *d);

@@ -16,6 +16,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 )
@@ -32,6 +34,11 @@ type Options struct {
 	// OnSent, when set, is called after each frame is handed to the
 	// connection: its index among the frames sent, and when (latency).
 	OnSent func(i int, at time.Time)
+	// NoMarker makes a hostile publisher, for tests of a receiver's bounds:
+	// the frames are packetized as usual but every packet goes out
+	// without the RTP marker bit and with one timestamp, so that no frame
+	// ever ends.
+	NoMarker bool
 }
 
 // Stats describe a finished session.
@@ -233,9 +240,35 @@ func (s *session) run(ctx context.Context) (err error) {
 		}
 	})
 
-	track, err := webrtc.NewTrackLocalStaticSample(params.RTPCodecCapability, "video", "whippub")
-	if err != nil {
-		return fmt.Errorf("whip: new track: %w", err)
+	var track webrtc.TrackLocal
+	var write func(frame []byte, dur time.Duration) error
+	if s.o.NoMarker {
+		t, err := webrtc.NewTrackLocalStaticRTP(params.RTPCodecCapability, "video", "whippub")
+		if err != nil {
+			return fmt.Errorf("whip: new track: %w", err)
+		}
+		var pay rtp.Payloader = &codecs.VP8Payloader{}
+		if s.codec == CodecH264 {
+			pay = &codecs.H264Payloader{}
+		}
+		pk := rtp.NewPacketizer(1200, uint8(params.PayloadType), 0, pay, rtp.NewRandomSequencer(), 90000)
+		track, write = t, func(frame []byte, _ time.Duration) error {
+			for _, p := range pk.Packetize(frame, 0) { // 0 samples: the timestamp never moves
+				p.Marker = false
+				if err := t.WriteRTP(p); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	} else {
+		t, err := webrtc.NewTrackLocalStaticSample(params.RTPCodecCapability, "video", "whippub")
+		if err != nil {
+			return fmt.Errorf("whip: new track: %w", err)
+		}
+		track, write = t, func(frame []byte, dur time.Duration) error {
+			return t.WriteSample(media.Sample{Data: frame, Duration: dur})
+		}
 	}
 	tr, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
@@ -319,7 +352,7 @@ func (s *session) run(ctx context.Context) (err error) {
 		return fmt.Errorf("whip: connect: not connected after %v (state %s)", ConnectTimeout, lastState.Load())
 	}
 
-	return s.stream(ctx, track, failed, &lastState)
+	return s.stream(ctx, write, failed, &lastState)
 }
 
 // post sends the offer and returns the answer SDP; it sets s.stats.Location.
@@ -404,7 +437,7 @@ func bodySnippet(b []byte) string {
 
 // stream sends the frames paced at s.fps until the file ends (without
 // Loop), Frames are sent, ctx is done or the connection fails.
-func (s *session) stream(ctx context.Context, track *webrtc.TrackLocalStaticSample, failed <-chan struct{}, state *atomic.Value) error {
+func (s *session) stream(ctx context.Context, write func([]byte, time.Duration) error, failed <-chan struct{}, state *atomic.Value) error {
 	n := len(s.frames)
 	key := make([]bool, n)
 	for i, f := range s.frames {
@@ -449,7 +482,7 @@ func (s *session) stream(ctx context.Context, track *webrtc.TrackLocalStaticSamp
 			}
 			idx = 0
 		}
-		if err := track.WriteSample(media.Sample{Data: s.frames[idx], Duration: interval}); err != nil {
+		if err := write(s.frames[idx], interval); err != nil {
 			return fmt.Errorf("whip: send frame %d: %w", s.stats.Sent, err)
 		}
 		if s.o.OnSent != nil {
