@@ -2,7 +2,8 @@
 #
 #   make setup   install Debian packages, fetch pinned artefacts into .cache/, Go modules
 #   make build   bin/affectd and the tools
-#   make test    gofmt, go vet, exporter tests, go test -race (what CI runs)
+#   make test    gofmt, go vet, staticcheck, exporter tests, go test -race,
+#                fuzzing, the systemd unit in a container (what CI runs)
 #   make run     the daemon on its demo (a test clip, a random demo model)
 #   make install binary, ONNX Runtime, detectors, config, systemd unit
 #   make bench   the benchmarks (figures, not tests)
@@ -19,7 +20,7 @@ GOTEST_FLAGS ?= -race -tags matprofile -p 1 -timeout 30m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/affectd/affectd/daemon.Version=$(VERSION)
 
-.PHONY: all setup build test lint vulncheck test-python test-go test-fuzz run install bench clean
+.PHONY: all setup build test lint vulncheck test-python test-go test-fuzz test-systemd run install bench clean
 
 all: build
 
@@ -61,11 +62,23 @@ test-go:
 # Budgets are execution counts (~10 s each here), not durations: with a
 # duration, Go 1.26's fuzz coordinator can report a spurious "context deadline
 # exceeded" failure when the time runs out (golang/go#75804, fixed in 1.27).
+# The parsers that face the network and the hand, each with an execution
+# budget (counts, not durations: golang/go#75804). About 90 s in all here.
 test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 100000x -fuzzminimizetime 500x ./config
 	$(GO) test -run '^$$' -fuzz '^FuzzWHIPOffer$$' -fuzztime 12000x -fuzzminimizetime 500x ./capture/webrtc
+	$(GO) test -run '^$$' -fuzz '^FuzzAssemble$$' -fuzztime 20000x -fuzzminimizetime 500x ./capture/webrtc
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 2000x -fuzzminimizetime 200x ./capture/webrtc/avdec
+	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 20000x -fuzzminimizetime 500x ./capture/streamid
+	$(GO) test -run '^$$' -fuzz '^FuzzParseStreams$$' -fuzztime 20000x -fuzzminimizetime 500x ./stream
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadState$$' -fuzztime 3000x -fuzzminimizetime 200x ./stream/record
 
-test: setup lint test-python test-go test-fuzz
+# The systemd unit as `make install` installs it, booted under systemd in a
+# container (README, "Running as a service"); ~4 min the first time.
+test-systemd: build
+	bash tools/systemdcheck/check.sh
+
+test: setup lint test-python test-go test-fuzz test-systemd
 
 DEMO_MODEL := $(AFFECTD_CACHE)/demo/model.onnx
 DEMO_LISTEN ?= 127.0.0.1:8686
@@ -96,7 +109,16 @@ install: build
 	install -D -m 0644 $(AFFECTD_CACHE)/blazeface/1.2.0/face_detection_front_128x128.onnx $(DESTDIR)/usr/lib/affectd/blazeface/face_detection_front_128x128.onnx
 	install -D -m 0644 systemd/affectd.service $(DESTDIR)/etc/systemd/system/affectd.service
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/affectd/README.md
+	install -D -m 0644 systemd/affectd.sysusers $(DESTDIR)/usr/lib/sysusers.d/affectd.conf
+	@# The affectd user and group, here or in an OS tree under DESTDIR (a
+	@# package's postinst would run systemd-sysusers instead), so that the
+	@# config can belong to the group: 0640 root:affectd.
+	@if [ -z "$(DESTDIR)" ] || [ -f "$(DESTDIR)/etc/passwd" ]; then \
+		systemd-sysusers --root="$(or $(DESTDIR),/)" "$(CURDIR)/systemd/affectd.sysusers"; fi
 	test -e $(DESTDIR)/etc/affectd/affectd.yaml || install -D -m 0640 config/example.yaml $(DESTDIR)/etc/affectd/affectd.yaml
+	@gid=$$(awk -F: '$$1 == "affectd" {print $$3}' "$(DESTDIR)/etc/group" 2>/dev/null); \
+	if [ -n "$$gid" ]; then chgrp "$$gid" $(DESTDIR)/etc/affectd/affectd.yaml && chmod 0640 $(DESTDIR)/etc/affectd/affectd.yaml; \
+	else echo "make install: no affectd group yet: run systemd-sysusers, then chgrp affectd /etc/affectd/affectd.yaml"; fi
 
 bench: setup
 	$(GO) run ./tools/bench infer

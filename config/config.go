@@ -419,10 +419,15 @@ func (s Stream) Paced() bool {
 
 // Equal reports whether the two streams are configured alike; an unset
 // realtime equals its default.
+// Every field counts (a new one too, without touching this): a changed
+// token, blend shapes or landmarks restarts the stream on reload.
 func (s Stream) Equal(o Stream) bool {
 	rt := func(s Stream) bool { return s.Realtime == nil || *s.Realtime }
-	return s.ID == o.ID && s.URL == o.URL && rt(s) == rt(o) && s.Loop == o.Loop &&
-		s.Width == o.Width && s.Height == o.Height && s.FPS == o.FPS
+	if rt(s) != rt(o) {
+		return false
+	}
+	s.Realtime, o.Realtime = nil, nil
+	return s == o
 }
 
 // StreamsDiff compares two stream lists by ID (which Validate keeps

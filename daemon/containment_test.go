@@ -13,6 +13,8 @@ import (
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/infer/analysis"
 	"github.com/affectd/affectd/tools/testenv"
+	"github.com/affectd/affectd/tools/testmedia"
+	"github.com/affectd/affectd/tools/whippub/whip"
 )
 
 // panicky is a sink that panics on its stream's n-th frame (once).
@@ -202,5 +204,39 @@ func TestAddRemoveStreams(t *testing.T) {
 		if after := matCount(); after > matsBefore+8 {
 			t.Errorf("OpenCV Mats: %d before the cycles, %d after", matsBefore, after)
 		}
+	}
+}
+
+// TestDynamicStreamPanic: a panic in a dynamic WHIP stream removes that
+// stream (its publisher's session goes with it) and leaves the daemon
+// serving and able to stop. Before, the panic killed the daemon; a first
+// fix deadlocked here (the removal waited on the stream, the stream on the
+// removal).
+func TestDynamicStreamPanic(t *testing.T) {
+	testenv.NoLeaks(t)
+	p := paths(t)
+	path := filepath.Join(t.TempDir(), "affectd.yaml")
+	if err := os.WriteFile(path, []byte(configYAML(t, p, whipConfig+"\n  allow_dynamic: true")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var panicked atomic.Bool
+	d := inProcess(t, path, func(d *Daemon) {
+		d.testSink = func(string) analysis.Sink { return &panicky{n: 10, done: &panicked} }
+	})
+	annexB, err := testmedia.AnnexB(testmedia.MustEnsure(t, "one_face", 640, 360))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	whip.Publish(ctx, whip.Options{URL: "http://" + d.Addr() + "/v1/whip/dyn", File: annexB, Loop: true, Loopback: true})
+	if !panicked.Load() {
+		t.Fatal("the stream never panicked")
+	}
+	if list := listStreams(t, d.Addr()); len(list) != 0 {
+		t.Errorf("streams after the panic: %+v", list)
+	}
+	if n := metric(t, d.Addr(), "affectd_stream_failures_total", `stream="dyn"`); n != 0 {
+		t.Errorf("the removed stream's failure series is left: %v", n)
 	}
 }

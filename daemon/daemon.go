@@ -103,6 +103,9 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
 	}
 	d.cfg.Store(cfg)
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c := matsCollector(); c != nil {
+		d.reg.MustRegister(c)
+	}
 	var err error
 	if d.capMetrics, err = capture.NewMetrics(d.reg); err != nil {
 		return nil, err
@@ -444,17 +447,32 @@ func (d *Daemon) run(p *pipeline) {
 			p.lastErr.Store(&msg)
 			wait := restartWait(int(n))
 			d.log.Error("stream failed: restarting", "stream", p.cfg.ID, "failures", n, "retry", wait, "err", err)
+			if p.dynamic {
+				// Its publisher's session went with it: removed below,
+				// as when the publisher leaves.
+				d.hub.PublishStatus(stream.Status{Stream: p.cfg.ID, State: "failed", Error: firstLine(msg), At: time.Now()})
+				break
+			}
 			d.hub.PublishStatus(stream.Status{Stream: p.cfg.ID, State: "failed", Error: firstLine(msg), RetryMs: wait.Milliseconds(), At: time.Now()})
+			// Every wait and send gives way to ctx: a stop (which waits
+			// for done) never waits on Run's loop.
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
-				d.failed <- p
+				select {
+				case d.failed <- p:
+				case <-ctx.Done():
+				}
 			}
+			return
 		case err != nil:
 			d.log.Error("stream failed", "stream", p.cfg.ID, "err", err)
 		}
 		if p.dynamic && ctx.Err() == nil {
-			d.finished <- p
+			select {
+			case d.finished <- p:
+			case <-ctx.Done():
+			}
 		}
 	}()
 }
@@ -472,17 +490,15 @@ func firstLine(s string) string {
 	return s
 }
 
-// restart replaces a stream stopped by a panic with a new pipeline of the
-// same settings, unless a reload or a stop has replaced or removed it
-// meanwhile (Run's goroutine).
+// restart replaces a configured stream stopped by a panic with a new
+// pipeline of the same settings, unless a reload or a stop has replaced or
+// removed it meanwhile (Run's goroutine). A dynamic stream is not
+// restarted: it is removed, as when its publisher leaves.
 func (d *Daemon) restart(old *pipeline) {
 	d.mu.Lock()
 	current := d.streams[old.cfg.ID] == old
 	d.mu.Unlock()
-	if !current || old.dynamic {
-		if old.dynamic && current {
-			d.stopStream(old.cfg.ID)
-		}
+	if !current {
 		return
 	}
 	src, err := d.openSource(old.cfg)

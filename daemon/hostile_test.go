@@ -367,3 +367,27 @@ func TestWHIPThinFrames(t *testing.T) {
 		t.Errorf("the preview watcher saw no 2000×2 picture")
 	}
 }
+
+// TestWHIPEarly: a configured WHIP stream takes offers as soon as the
+// listener accepts connections, while the models still load. Before,
+// WHIP answered 404 "WebRTC ingest is off" for about a second after
+// /healthz was 200.
+func TestWHIPEarly(t *testing.T) {
+	p := paths(t)
+	proc := startBinaryWith(t, configYAML(t, p, whipConfig, streamSpec{"lobby", "whip://", false}), false)
+	resp, err := http.Post("http://"+proc.addr+"/v1/whip/lobby", "application/sdp", strings.NewReader(unnegotiable))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// 400: the offer was read and refused for what it is (no ICE
+	// credentials), not for the stream or ingest being absent.
+	if resp.StatusCode != 400 {
+		t.Errorf("an offer at once after listening: %d %s, want 400", resp.StatusCode, b)
+	}
+	if ready, err := http.Get("http://" + proc.addr + "/readyz"); err == nil {
+		ready.Body.Close()
+		t.Logf("/readyz when the offer was answered: %d", ready.StatusCode)
+	}
+}

@@ -25,7 +25,7 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n", "DevicePolicy=closed", "DeviceAllow=char-video4linux rw", "Restart=on-failure", "ExecReload=/bin/kill -HUP $MAINPID"} {
+	for _, want := range []string{"User=affectd", "AF_NETLINK", "MemoryMax=", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n", "DevicePolicy=closed", "DeviceAllow=char-video4linux rw", "Restart=on-failure", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("the unit lacks %q", strings.TrimSpace(want))
 		}

@@ -49,7 +49,7 @@ type Status struct {
 	Type    string    `json:"type"` // "status"
 	V       int       `json:"v"`
 	Stream  string    `json:"stream"`
-	State   string    `json:"state"` // starting, up, reconnecting, ended, stopped, removed
+	State   string    `json:"state"` // starting, up, reconnecting, failed, ended, stopped, removed
 	Error   string    `json:"error,omitempty"`
 	RetryMs int64     `json:"retry_ms,omitempty"`
 	At      time.Time `json:"at"`

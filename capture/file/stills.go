@@ -51,22 +51,39 @@ func (s *Source) runStills(ctx context.Context, sink capture.Sink, paths []strin
 	}
 	dur := time.Duration(float64(time.Second) / fps)
 	start := time.Now()
+	// A looping still is decoded once.
+	var once gocv.Mat
+	kept := false
+	defer func() {
+		if kept {
+			once.Close()
+		}
+	}()
 	for i := 0; i < len(paths) || s.o.Loop; i++ {
 		p := paths[i%len(paths)]
 		f := sink.Frame()
-		m := gocv.IMRead(p, gocv.IMReadColor)
-		if m.Empty() {
-			m.Close()
-			f.Release()
-			return fmt.Errorf("%w: %s: cannot read as a picture", capture.ErrEnded, p)
-		}
-		if m.Cols()*m.Rows() > maxPixels {
-			m.Close()
-			f.Release()
-			return fmt.Errorf("%w: %s: %dx%d is too large a picture", capture.ErrEnded, p, m.Cols(), m.Rows())
+		var m gocv.Mat
+		if kept {
+			m = once
+		} else {
+			m = gocv.IMRead(p, gocv.IMReadColor)
+			if m.Empty() {
+				m.Close()
+				f.Release()
+				return fmt.Errorf("%w: %s: cannot read as a picture", capture.ErrEnded, p)
+			}
+			if m.Cols()*m.Rows() > maxPixels {
+				m.Close()
+				f.Release()
+				return fmt.Errorf("%w: %s: %dx%d is too large a picture", capture.ErrEnded, p, m.Cols(), m.Rows())
+			}
 		}
 		m.CopyTo(&f.Mat)
-		m.Close()
+		if len(paths) == 1 && s.o.Loop {
+			once, kept = m, true
+		} else {
+			m.Close()
+		}
 		f.PTS = time.Duration(i) * dur
 		if s.o.Realtime {
 			if wait := time.Until(start.Add(f.PTS)); wait > 0 {

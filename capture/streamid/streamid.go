@@ -17,7 +17,7 @@ var ErrInvalid = errors.New("invalid stream id")
 const Rule = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, without \"..\""
 
 // Check returns nil for a valid id, else an error that wraps ErrInvalid
-// and quotes the id safely (escaped, cut to 80 bytes).
+// and quotes the id safely (escaped, cut to 64 bytes).
 func Check(id string) error {
 	bad := func() error { return fmt.Errorf("%w %s: want %s", ErrInvalid, Quote(id), Rule) }
 	if id == "" || len(id) > MaxLen || strings.Contains(id, "..") {
@@ -40,11 +40,11 @@ func Valid(id string) bool { return Check(id) == nil }
 
 // Quote quotes any string for a message: escaped (non-printable and
 // non-ASCII bytes as \x.., so nothing can reorder or break a log line),
-// and cut to 80 bytes.
+// and cut to 64 bytes (at most 258 characters quoted).
 func Quote(s string) string {
 	cut := ""
-	if len(s) > 80 {
-		s, cut = s[:80], "…"
+	if len(s) > 64 {
+		s, cut = s[:64], "…"
 	}
 	return strconv.QuoteToASCII(s) + cut
 }

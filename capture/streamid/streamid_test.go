@@ -46,7 +46,7 @@ func FuzzCheck(f *testing.F) {
 					t.Fatalf("accepted %q with %q", id, r)
 				}
 			}
-		} else if msg := err.Error(); strings.ContainsAny(msg, "\n\r\u202e") || len(msg) > 300 {
+		} else if msg := err.Error(); strings.ContainsAny(msg, "\n\r\u202e") || len(msg) > 400 {
 			t.Fatalf("unsafe message %q", msg)
 		}
 	})

@@ -45,15 +45,26 @@ var (
 // stateVersion is the version of State's format.
 const stateVersion = 1
 
+// maxStateBytes bounds a state file (one is under 200 bytes; its
+// signature is a hash).
+const maxStateBytes = 4096
+
 // LoadState reads an interrupted run's state for the output at path,
 // made with the signature sig.
+// A state file is small: one longer than maxStateBytes, or one whose
+// counts are negative, is unreadable.
 func LoadState(path, sig string) (State, error) {
-	b, err := os.ReadFile(StatePath(path))
+	f, err := os.Open(StatePath(path))
 	if err != nil {
 		return State{}, ErrNoState
 	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
+	if err != nil || len(b) > maxStateBytes {
+		return State{}, ErrBadState
+	}
 	var st State
-	if json.Unmarshal(b, &st) != nil || st.Version != stateVersion {
+	if json.Unmarshal(b, &st) != nil || st.Version != stateVersion || st.Bytes < 0 {
 		return State{}, ErrBadState
 	}
 	if st.Signature != sig {

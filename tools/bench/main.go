@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/affectd/affectd/config"
@@ -31,6 +32,10 @@ func main() {
 		err = benchAnalyze(os.Args[2:])
 	case "fidelity":
 		err = benchFidelity(os.Args[2:])
+	case "soak":
+		err = benchSoak(os.Args[2:])
+	case "load":
+		err = benchLoad(os.Args[2:])
 	default:
 		usage()
 	}
@@ -49,7 +54,9 @@ commands:
   e2e     the real daemon on N paced 720p streams: fps per stream, latency, drops
   latency glass-to-socket latency of WHIP and RTSP ingest, same clip, one run
   analyze offline analysis vs its two halves alone (fps, bound, ratio)
-  fidelity analyze on media whose truth is known: recall, precision, id switches, lags`)
+  fidelity analyze on media whose truth is known: recall, precision, id switches, lags
+  soak    the daemon for -minutes under churn: RSS, goroutine and Mat growth, crashes, frames lost
+  load    one websocket client's latency alone and beside 500 others`)
 	os.Exit(2)
 }
 
@@ -103,14 +110,14 @@ func loopClip(clip string, loops int, dir string) (string, error) {
 }
 
 // buildDaemon builds the affectd binary (without the race detector: the
-// benches measure speed) into dir.
-func buildDaemon(dir string) (string, error) {
+// benches measure speed) into dir, with the build tags given.
+func buildDaemon(dir string, tags ...string) (string, error) {
 	root, err := testenv.Root()
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "affectd")
-	build := exec.Command("go", "build", "-o", bin, "./daemon/cmd/affectd")
+	build := exec.Command("go", "build", "-tags", strings.Join(tags, ","), "-o", bin, "./daemon/cmd/affectd")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)

@@ -144,6 +144,14 @@ func (d *Decoder) Decode(data []byte, dst *gocv.Mat) (bool, error) {
 		}
 		return false, nil
 	}
+	if d.codec == VP8 && d.maxPixels > 0 && vp8Key(data) {
+		// libavcodec's VP8 decoder refuses a picture over max_pixels but
+		// does not say its size: check the header here.
+		if w, h := vp8Size(data); w*h > d.maxPixels {
+			d.lose()
+			return false, fmt.Errorf("%w: %v %dx%d, the limit is %d pixels", ErrTooLarge, d.codec, w, h, d.maxPixels)
+		}
+	}
 	if d.codec == H264 {
 		data = d.h264Params(data)
 	}

@@ -64,3 +64,9 @@ func h264Params(buf, au []byte) ([]byte, bool) {
 func vp8Key(f []byte) bool {
 	return len(f) >= 10 && f[0]&1 == 0 && f[3] == 0x9d && f[4] == 0x01 && f[5] == 0x2a
 }
+
+// vp8Size is the picture size a VP8 key frame announces (its 14-bit
+// width and height; the 2 bits of scale above each do not change it).
+func vp8Size(f []byte) (w, h int) {
+	return int(f[6]) | int(f[7]&0x3f)<<8, int(f[8]) | int(f[9]&0x3f)<<8
+}
