@@ -2,6 +2,8 @@ package capture_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,8 +15,13 @@ import (
 
 // TestRTSPReconnect runs a real RTSP server (GStreamer's, tools/rtspserve.py)
 // on 127.0.0.1: frames arrive; the server is killed mid-stream and
-// restarted; the stream reports reconnecting, then frames resume within
-// 5 s of the restart; no goroutine is left behind.
+// restarted; the stream reports reconnecting, then frames resume soon after
+// the restart; no goroutine is left behind.
+//
+// The bound: one backoff (MaxBackoff 1 s, +25 % jitter) plus, should that
+// attempt reach the server while it is still coming up, one failed open
+// bounded by the socket timeout (3 × 2 s), then the next backoff and a
+// good open: under 10 s. Typically about 1.2 s.
 func TestRTSPReconnect(t *testing.T) {
 	clip := testmedia.MustEnsure(t, "one_face", 640, 360)
 	srv, err := testmedia.StartRTSP(t, clip.Path)
@@ -30,11 +37,33 @@ func TestRTSPReconnect(t *testing.T) {
 	}
 	goroutines := testenv.SnapshotGoroutines()
 	states := make(chan capture.Status, 64)
+	start := time.Now()
+	var histMu sync.Mutex
+	var history []string // every transition, printed when the test fails
+	defer func() {
+		if t.Failed() {
+			histMu.Lock()
+			defer histMu.Unlock()
+			for _, h := range history {
+				t.Log(h)
+			}
+			t.Logf("server stderr:\n%s", srv.Stderr())
+		}
+	}()
 	pool := capture.NewPool(8)
 	s, err := capture.NewStream(capture.StreamOptions{
 		ID: "cam", Source: src, Pool: pool,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second,
-		OnStatus: func(st capture.Status) { states <- st },
+		OnStatus: func(st capture.Status) {
+			histMu.Lock()
+			history = append(history, fmt.Sprintf("%8.3fs %v err=%v retry=%v",
+				time.Since(start).Seconds(), st.State, st.Err, st.Retry))
+			histMu.Unlock()
+			select {
+			case states <- st:
+			default: // the test reads only the states it waits for
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -101,11 +130,11 @@ func TestRTSPReconnect(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	first := waitFrames(1, 5*time.Second)
+	histMu.Lock()
+	history = append(history, fmt.Sprintf("%8.3fs server restarted", time.Since(start).Seconds()))
+	histMu.Unlock()
+	first := waitFrames(1, 10*time.Second)
 	t.Logf("frames resumed %v after the restart (seq %d)", first.at.Sub(restarted), first.seq)
-	if d := first.at.Sub(restarted); d > 5*time.Second {
-		t.Errorf("frames resumed after %v, want < 5s", d)
-	}
 	waitFrames(25, 5*time.Second)
 
 	cancel()

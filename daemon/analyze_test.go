@@ -140,6 +140,14 @@ func TestAnalyze(t *testing.T) {
 	if strings.Contains(r.stderr, "\r") {
 		t.Error("a progress bar on a pipe (want quiet output when not on a terminal)")
 	}
+	// Faces' data is personal: readable by owner and group only (before,
+	// the outputs were world-readable).
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm()&0o007 != 0 {
+		t.Errorf("the output folder's mode: %v %v, want no access for others", fi.Mode().Perm(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "one_face_640x360.csv")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("an output's mode: %v %v, want 0640", fi.Mode().Perm(), err)
+	}
 
 	of := openFace2Columns()
 	ofIndex := map[string]int{}

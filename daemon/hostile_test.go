@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -202,9 +203,18 @@ func waitPreview(t *testing.T, base, stream string) {
 // rss is a process's resident memory in bytes.
 func rss(t *testing.T, pid int) int64 {
 	t.Helper()
+	n := tryRSS(pid)
+	if n == 0 {
+		t.Fatalf("no VmRSS for process %d", pid)
+	}
+	return n
+}
+
+// tryRSS is rss for any goroutine: 0 when it cannot be read.
+func tryRSS(pid int) int64 {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		t.Fatal(err)
+		return 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -214,7 +224,6 @@ func rss(t *testing.T, pid int) int64 {
 			return kb << 10
 		}
 	}
-	t.Fatal("no VmRSS")
 	return 0
 }
 
@@ -305,7 +314,7 @@ func TestWHIPNoMarker(t *testing.T) {
 	go func() {
 		defer close(sampled)
 		for ctx.Err() == nil {
-			samples = append(samples, rss(t, pid)>>20)
+			samples = append(samples, tryRSS(pid)>>20)
 			time.Sleep(time.Second)
 		}
 	}()
@@ -389,5 +398,54 @@ func TestWHIPEarly(t *testing.T) {
 	if ready, err := http.Get("http://" + proc.addr + "/readyz"); err == nil {
 		ready.Body.Close()
 		t.Logf("/readyz when the offer was answered: %d", ready.StatusCode)
+	}
+}
+
+// TestWHIPHugePicture: a stream of 6000×4000 pictures (24 Mpx, over
+// webrtc.max_pixels' default of 4096×2304) is refused before decoding:
+// the daemon never takes the picture in, its memory stays put, and it
+// goes on serving. Before, no size was refused: one 16000×16000 VP8 frame
+// took 4.2 s and 1.3 GB.
+func TestWHIPHugePicture(t *testing.T) {
+	w := newWHIPTarget(t)
+	big := filepath.Join(t.TempDir(), "big.ivf")
+	if b, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=6000x4000:rate=5", "-frames:v", "10",
+		"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M", big).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, b)
+	}
+	pid := w.proc.cmd.Process.Pid
+	before := rss(t, pid)
+	var widest int
+	var peak int64
+	ctx, cancel := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for ctx.Err() == nil {
+			if resp, err := http.Get(w.base + "/v1/streams"); err == nil {
+				var list struct{ Streams []StreamStatus }
+				json.NewDecoder(resp.Body).Decode(&list)
+				resp.Body.Close()
+				for _, s := range list.Streams {
+					widest = max(widest, s.Width)
+				}
+			}
+			peak = max(peak, tryRSS(pid))
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	st, err := whip.Publish(context.Background(), whip.Options{URL: w.base + "/v1/whip/big", File: big, Loopback: true})
+	cancel()
+	<-watched
+	w.alive("a 6000×4000 stream")
+	t.Logf("6000×4000 VP8: %d frames sent (%v); widest frame the daemon showed %d; RSS %d MB before, peak %d MB", st.Sent, err, widest, before>>20, peak>>20)
+	if st.Sent < 10 {
+		t.Fatalf("only %d frames sent", st.Sent)
+	}
+	if widest > 0 {
+		t.Errorf("the daemon took in a %d-pixel-wide picture (max_pixels 4096×2304)", widest)
+	}
+	if peak-before > 150<<20 {
+		t.Errorf("RSS rose by %d MB for pictures it should have refused", (peak-before)>>20)
 	}
 }

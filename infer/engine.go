@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Errors returned to callers of the engine.
@@ -19,88 +16,6 @@ var (
 	// ErrClosed: the engine is stopping or stopped.
 	ErrClosed = errors.New("inference engine closed")
 )
-
-// OverloadPolicy says what Reserve does when QueueLimit faces already wait.
-type OverloadPolicy int
-
-// Overload policies.
-const (
-	// OverloadReject fails the new request at once with ErrOverloaded and
-	// counts it (affectd_infer_rejected_total{reason="queue_full"}): the
-	// caller keeps its previous estimate and tries again with a fresher crop.
-	OverloadReject OverloadPolicy = iota
-	// OverloadWait blocks Reserve until there is room or its context ends
-	// (offline analysis, where every frame must be analysed).
-	OverloadWait
-)
-
-var overloadNames = [...]string{"reject", "wait"}
-
-func (p OverloadPolicy) String() string {
-	if int(p) < len(overloadNames) {
-		return overloadNames[p]
-	}
-	return fmt.Sprintf("OverloadPolicy(%d)", int(p))
-}
-
-// ParseOverloadPolicy parses "reject" or "wait".
-func ParseOverloadPolicy(s string) (OverloadPolicy, error) {
-	for i, n := range overloadNames {
-		if s == n {
-			return OverloadPolicy(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown overload policy %q (want %s)", s, strings.Join(overloadNames[:], ", "))
-}
-
-// Options are the engine's knobs. Zero values take the defaults noted.
-type Options struct {
-	// MaxBatch is the largest batch run at once (default 16).
-	MaxBatch int
-	// MaxWait is how long the first face of a batch may wait for more
-	// faces before the batch runs anyway (default 5ms). A batch only waits
-	// while a runner is free: when all runners are busy it keeps filling.
-	MaxWait time.Duration
-	// QueueLimit bounds the faces waiting to run (default 4×MaxBatch; at
-	// least MaxBatch).
-	QueueLimit int
-	// Overload is the policy when QueueLimit faces wait (default reject).
-	Overload OverloadPolicy
-	// Runners is the number of batches run concurrently (default 1; more
-	// helps GPUs overlap transfers and compute).
-	Runners int
-	// KeepFeatures copies the features output into each Result.
-	KeepFeatures bool
-	// Registerer receives the engine's metrics (nil: not registered).
-	Registerer prometheus.Registerer
-}
-
-func (o *Options) setDefaults() {
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = 16
-	}
-	if o.MaxWait <= 0 {
-		o.MaxWait = 5 * time.Millisecond
-	}
-	if o.QueueLimit <= 0 {
-		o.QueueLimit = 4 * o.MaxBatch
-	}
-	if o.Runners <= 0 {
-		o.Runners = 1
-	}
-}
-
-func (o *Options) validate() error {
-	switch {
-	case o.MaxBatch > 1024:
-		return fmt.Errorf("infer: max batch %d is over 1024", o.MaxBatch)
-	case o.QueueLimit < o.MaxBatch:
-		return fmt.Errorf("infer: queue limit %d is below max batch %d: batches could never fill", o.QueueLimit, o.MaxBatch)
-	case o.Overload != OverloadReject && o.Overload != OverloadWait:
-		return fmt.Errorf("infer: unknown overload policy %d", o.Overload)
-	}
-	return nil
-}
 
 // runner runs the model on a batch. The ONNX Runtime session (*Model) is
 // the real one; tests pass fakes.
@@ -570,7 +485,7 @@ func (e *Engine) runLoop() {
 func (e *Engine) execute(b *batch) {
 	n := b.n
 	start := time.Now()
-	err := e.r.run(b, n)
+	err := e.runSafely(b, n)
 	took := time.Since(start)
 	e.running.Add(-1)
 	e.lastEnd.Store(time.Now().UnixNano())
@@ -589,10 +504,10 @@ func (e *Engine) execute(b *batch) {
 	for i := 0; i < n; i++ {
 		r := b.reqs[i]
 		b.reqs[i] = nil
-		if err == nil && !r.cancelled {
-			e.decode(r, b, i)
-		}
 		r.err = err
+		if err == nil && !r.cancelled {
+			r.err = e.decodeSafely(r, b, i)
+		}
 		notify := r.notify
 		r.done <- struct{}{}
 		if notify != nil {
@@ -611,4 +526,30 @@ func (e *Engine) execute(b *batch) {
 	case e.freed <- struct{}{}:
 	default:
 	}
+}
+
+// errPanic marks a batch whose run or decoding panicked.
+var errPanic = errors.New("infer: panic")
+
+// runSafely runs a batch, turning a panic (a runtime that misbehaves, a
+// model whose outputs are not what its metadata says) into the batch's
+// error: its faces fail and the engine goes on serving the others.
+func (e *Engine) runSafely(b *batch, n int) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w in a run: %v", errPanic, p)
+		}
+	}()
+	return e.r.run(b, n)
+}
+
+// decodeSafely is decode with a panic turned into the request's error.
+func (e *Engine) decodeSafely(r *Request, b *batch, i int) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w decoding outputs: %v", errPanic, p)
+		}
+	}()
+	e.decode(r, b, i)
+	return nil
 }

@@ -22,6 +22,7 @@ type fakeRunner struct {
 	delay time.Duration
 	gate  chan struct{} // when set, each run waits for one token
 	fail  atomic.Bool
+	panic atomic.Bool
 
 	mu    sync.Mutex
 	sizes []int
@@ -47,6 +48,9 @@ func (f *fakeRunner) run(b *batch, n int) error {
 	}
 	if f.fail.Load() {
 		return errors.New("fake failure")
+	}
+	if f.panic.Load() {
+		panic("a runtime that misbehaves")
 	}
 	in := 3 * f.md.Input.Size * f.md.Input.Size
 	for i := 0; i < n; i++ {
@@ -576,4 +580,24 @@ func TestEngineStalled(t *testing.T) {
 		t.Error("stalled after the run ended and nothing waits")
 	}
 	close(f.gate)
+}
+
+// TestEngineRunPanic: a run that panics fails its batch's requests with
+// an error and the engine serves the next batch. Before, the panic in the
+// engine's goroutine killed the daemon and every stream.
+func TestEngineRunPanic(t *testing.T) {
+	f := &fakeRunner{md: fakeMeta()}
+	e, _ := startEngine(t, f, Options{MaxBatch: 1, MaxWait: time.Millisecond})
+	f.panic.Store(true)
+	r := submitValue(t, e, 1)
+	if _, err := r.Wait(context.Background()); !errors.Is(err, errPanic) {
+		t.Errorf("a panicking run: %v, want errPanic", err)
+	}
+	r.Release()
+	f.panic.Store(false)
+	r = submitValue(t, e, 2)
+	if res, err := r.Wait(context.Background()); err != nil || res == nil {
+		t.Errorf("the next run: %v", err)
+	}
+	r.Release()
 }

@@ -157,6 +157,7 @@ for pair in \
 	coffee.png:cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7 \
 	chelsea.png:596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb \
 	horse.png:c7fb60789fe394c485f842291ea3b21e50d140f39d6dcb5fb9917cc178225455 \
+	rocket.jpg:c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c \
 	camera.png:b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a; do
 	fetch_deb_file python3-skimage "usr/lib/python3/dist-packages/skimage/data/${pair%%:*}" "${pair#*:}" \
 		"$cache/photos/skimage/${pair%%:*}"

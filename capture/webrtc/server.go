@@ -2,9 +2,7 @@ package webrtc
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -373,6 +371,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, stream string) 
 			code, reason = http.StatusConflict, "busy"
 		case errors.Is(err, errTooMany):
 			code, reason = http.StatusServiceUnavailable, "too_many"
+			w.Header().Set("Retry-After", "5") // a session may end by then
 		}
 		s.m.refused.WithLabelValues(reason).Inc()
 		http.Error(w, err.Error(), code)
@@ -398,6 +397,9 @@ func (s *Server) answer(ctx context.Context, stream, offer string) (string, *ses
 	src := s.sources[stream]
 	n := len(s.sessions)
 	s.mu.Unlock()
+	if src != nil && src.busy() { // the accurate answer first: 409, not 503
+		return "", nil, fmt.Errorf("%w %q", errBusy, stream)
+	}
 	if n >= s.o.MaxSessions {
 		return "", nil, fmt.Errorf("%w (%d)", errTooMany, s.o.MaxSessions)
 	}
@@ -446,181 +448,4 @@ func checkOffer(offer string) error {
 		}
 	}
 	return errNoVideoCodec
-}
-
-func (s *Server) newSession(src *Source) (*session, error) {
-	pc, err := s.api.NewPeerConnection(pion.Configuration{})
-	if err != nil {
-		return nil, fmt.Errorf("peer connection: %w", err)
-	}
-	id := make([]byte, 12)
-	rand.Read(id)
-	sess := &session{
-		id: hex.EncodeToString(id), src: src, pc: pc, server: s,
-		tracks: make(chan *pion.TrackRemote, 1),
-		ended:  make(chan struct{}),
-		done:   make(chan struct{}),
-	}
-	// Callbacks run on pion's goroutines: they only forward.
-	pc.OnTrack(func(t *pion.TrackRemote, _ *pion.RTPReceiver) {
-		if t.Kind() != pion.RTPCodecTypeVideo {
-			return
-		}
-		select {
-		case sess.tracks <- t:
-		default: // one video track per session
-		}
-	})
-	pc.OnConnectionStateChange(func(st pion.PeerConnectionState) {
-		switch st {
-		case pion.PeerConnectionStateFailed, pion.PeerConnectionStateClosed, pion.PeerConnectionStateDisconnected:
-			sess.end(fmt.Errorf("connection %s", st))
-		}
-	})
-	s.mu.Lock()
-	s.sessions[sess.id] = sess
-	s.mu.Unlock()
-	s.m.sessions.Inc()
-	return sess, nil
-}
-
-// session is one publisher's PeerConnection.
-type session struct {
-	id     string
-	src    *Source
-	pc     *pion.PeerConnection
-	server *Server
-	tracks chan *pion.TrackRemote
-
-	endOnce sync.Once
-	ended   chan struct{} // closed by end
-	done    chan struct{} // closed once the PeerConnection is closed
-	mu      sync.Mutex
-	why     error
-}
-
-func (x *session) negotiate(offer string) (string, error) {
-	if err := x.pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", fmt.Errorf("offer: %v", err)
-	}
-	answer, err := x.pc.CreateAnswer(nil)
-	if err != nil {
-		return "", fmt.Errorf("answer: %v", err)
-	}
-	if !acceptsVideo(answer.SDP) {
-		return "", errNoVideoCodec
-	}
-	gathered := pion.GatheringCompletePromise(x.pc)
-	if err := x.pc.SetLocalDescription(answer); err != nil {
-		return "", fmt.Errorf("answer: %v", err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		return "", errors.New("ICE gathering did not complete within 5 s")
-	}
-	return x.pc.LocalDescription().SDP, nil
-}
-
-// acceptsVideo reports whether an answer keeps a video section open (a
-// rejected section has port 0).
-func acceptsVideo(answer string) bool {
-	var d sdp.SessionDescription
-	if d.UnmarshalString(answer) != nil {
-		return false
-	}
-	for _, m := range d.MediaDescriptions {
-		if m.MediaName.Media == "video" && m.MediaName.Port.Value != 0 {
-			for _, a := range m.Attributes {
-				if a.Key == "recvonly" || a.Key == "sendrecv" {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// end closes the session (idempotent): the PeerConnection is closed on a
-// goroutine of its own, as pion's callbacks may be calling in.
-func (x *session) end(why error) {
-	x.endOnce.Do(func() {
-		x.mu.Lock()
-		x.why = why
-		x.mu.Unlock()
-		close(x.ended)
-		go func() {
-			x.pc.Close()
-			s := x.server
-			s.mu.Lock()
-			if s.sessions[x.id] == x {
-				delete(s.sessions, x.id)
-				s.m.sessions.Dec()
-			}
-			s.mu.Unlock()
-			close(x.done)
-		}()
-	})
-}
-
-func (x *session) reason() error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.why
-}
-
-type metrics struct {
-	sessions      prometheus.Gauge
-	refused       *prometheus.CounterVec
-	framesRecv    *prometheus.CounterVec
-	framesDecoded *prometheus.CounterVec
-	decodeErrors  *prometheus.CounterVec
-	framesDropped *prometheus.CounterVec
-	plis          *prometheus.CounterVec
-	decodeSeconds prometheus.Histogram
-}
-
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "affectd_whip_sessions", Help: "WHIP publishing sessions open."}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "affectd_whip_refused_total", Help: "WHIP offers refused, by reason.",
-		}, []string{"reason"}),
-		framesRecv: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "affectd_whip_frames_received_total", Help: "Video frames assembled from RTP.",
-		}, []string{"stream"}),
-		framesDecoded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "affectd_whip_frames_decoded_total", Help: "Video frames decoded into pictures.",
-		}, []string{"stream"}),
-		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "affectd_whip_decode_errors_total", Help: "Frames lost to packet loss or decoding errors.",
-		}, []string{"stream"}),
-		framesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "affectd_whip_frames_dropped_total", Help: "Frames dropped over a limit, by reason (frame_too_large: more than webrtc.max_frame_bytes assembled; picture_too_large: more than webrtc.max_pixels).",
-		}, []string{"stream", "reason"}),
-		plis: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "affectd_whip_plis_total", Help: "Key frames requested from publishers (RTCP PLI).",
-		}, []string{"stream"}),
-		decodeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "affectd_whip_decode_seconds", Help: "Time to decode and convert one frame.",
-			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 12),
-		}),
-	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.sessions, m.refused, m.framesRecv, m.framesDecoded, m.decodeErrors, m.framesDropped, m.plis, m.decodeSeconds} {
-			if err := reg.Register(c); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return m, nil
-}
-
-// Forget drops a removed stream's metric series.
-func (s *Server) Forget(stream string) {
-	m := s.m
-	for _, v := range []*prometheus.CounterVec{m.framesRecv, m.framesDecoded, m.decodeErrors, m.plis} {
-		v.DeleteLabelValues(stream)
-	}
-	m.framesDropped.DeletePartialMatch(prometheus.Labels{"stream": stream})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/ice/v4"
 	pion "github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/tools/testenv"
@@ -270,4 +271,38 @@ func TestDynamicFailedOfferLeavesNothing(t *testing.T) {
 	client.Close()
 	stop()
 	goroutines.Check(t)
+}
+
+// TestTooManySessions: past webrtc.max_sessions an offer gets 503 with
+// Retry-After and is counted as too_many; a second offer for a stream
+// that has its publisher gets 409.
+func TestTooManySessions(t *testing.T) {
+	s, hs, stop := newTestServer(t, Options{MaxSessions: 1})
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	var runs sync.WaitGroup
+	defer func() { cancel(); runs.Wait() }()
+	for _, id := range []string{"a", "b"} {
+		src, err := s.Register(id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs.Add(1)
+		go func() { defer runs.Done(); src.Run(ctx, &sink{pool: capture.NewPool(2)}) }()
+	}
+	offer, client := offerSDP(t, pion.MimeTypeVP8)
+	defer client.Close()
+	if resp, body := do(t, "POST", hs.URL+"/v1/whip/a", "application/sdp", "", offer); resp.StatusCode != 201 {
+		t.Fatalf("the first offer: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := do(t, "POST", hs.URL+"/v1/whip/a", "application/sdp", "", offer); resp.StatusCode != 409 {
+		t.Errorf("a second publisher of a: %d, want 409", resp.StatusCode)
+	}
+	resp, _ := do(t, "POST", hs.URL+"/v1/whip/b", "application/sdp", "", offer)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("an offer past max_sessions: %d %v, want 503 with Retry-After", resp.StatusCode, resp.Header)
+	}
+	if n := testutil.ToFloat64(s.m.refused.WithLabelValues("too_many")); n != 1 {
+		t.Errorf("refused{too_many} = %v, want 1", n)
+	}
 }

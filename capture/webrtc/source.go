@@ -56,6 +56,13 @@ func (s *Server) NewDynamicSource(stream string) (*Source, error) {
 func (src *Source) String() string { return "whip://" + src.stream }
 
 // offer gives a new session to the source unless one is active.
+// busy reports whether the stream has a publisher already.
+func (src *Source) busy() bool {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	return src.active != nil
+}
+
 func (src *Source) offer(x *session) bool {
 	src.mu.Lock()
 	defer src.mu.Unlock()

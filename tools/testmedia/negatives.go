@@ -14,7 +14,7 @@ import (
 // Negatives are public-domain pictures without a face from
 // python3-skimage (tools/setup.sh fetches them into the cache), on some of
 // which BlazeFace fires (the cat, the coffee cup, the horse).
-var Negatives = []string{"text.png", "page.png", "coffee.png", "chelsea.png", "horse.png"}
+var Negatives = []string{"text.png", "page.png", "coffee.png", "chelsea.png", "horse.png", "rocket.jpg"}
 
 // Cameraman is python3-skimage's camera.png: a face, in profile (a
 // man behind a camera on a tripod).
