@@ -37,6 +37,8 @@ type Config struct {
 	// Streams are the video sources. None is valid: the daemon idles until
 	// a reload gives it some.
 	Streams []Stream `yaml:"streams"`
+	// Outputs send faces to animation rigs (VMC, OSC, Live Link Face).
+	Outputs []Output `yaml:"outputs"`
 
 	src *source // where Parse read it, for Validate's line numbers; nil if built in code
 }

@@ -180,6 +180,25 @@ streams:
     token: pub
     blendshapes: true
     landmarks: true
+outputs:
+  - name: avatar
+    kind: vmc
+    target: 127.0.0.1:39539
+    stream: browser
+    face: first
+    rate: 30
+    bundle: false
+    names: vrm
+    gain: 1.5
+    dead_zone: 0.1
+  - kind: livelink
+    target: 192.168.1.20:11111
+    stream: desk
+    face: "3"
+    subject: desk-face
+  - kind: osc
+    target: localhost:9000
+    stream: door
 `
 
 var fullWant = Config{
@@ -207,6 +226,12 @@ var fullWant = Config{
 		{ID: "desk", URL: "v4l2:///dev/video0", Width: 1280, Height: 720, FPS: 30},
 		{ID: "browser", URL: "whip://", Token: "pub", Blendshapes: true, Landmarks: true},
 	},
+	Outputs: []Output{
+		{Name: "avatar", Kind: "vmc", Target: "127.0.0.1:39539", Stream: "browser", Face: "first", Rate: 30,
+			Bundle: ptr(false), Names: "vrm", Gain: 1.5, DeadZone: 0.1},
+		{Name: "livelink-1", Kind: "livelink", Target: "192.168.1.20:11111", Stream: "desk", Face: "3", Gain: 1, Subject: "desk-face"},
+		{Name: "osc-2", Kind: "osc", Target: "localhost:9000", Stream: "door", Face: "largest", Gain: 1},
+	},
 }
 
 func TestFullConfig(t *testing.T) {
@@ -225,7 +250,7 @@ func TestFullConfig(t *testing.T) {
 		d, f := reflect.ValueOf(Default()), reflect.ValueOf(fullWant)
 		for i := range d.NumField() {
 			name := d.Type().Field(i).Name
-			if !d.Type().Field(i).IsExported() || name == "Streams" {
+			if !d.Type().Field(i).IsExported() || name == "Streams" || name == "Outputs" {
 				continue
 			}
 			if d.Field(i).Kind() != reflect.Struct {
@@ -271,7 +296,7 @@ var confErrors = []struct {
 	name, doc, want string
 }{
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
-		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, http, streams)"},
+		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, http, streams, outputs)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads, verify, verify_threshold)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
@@ -365,7 +390,7 @@ var confErrors = []struct {
 	{"decode and check errors together", "websocket:\n  send_queue: 0\n  ping_interval: soon\nbogus: 1\n",
 		"demo.yaml:2: websocket.send_queue: must be between 1 and 100000, got 0\n" +
 			`demo.yaml:3: websocket.ping_interval: want a duration such as "5ms", "1.5s" or "2m", got "soon"` + "\n" +
-			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, http, streams)"},
+			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, http, streams, outputs)"},
 	{"tabs", "detector:\n  model: /m.onnx\n\tthreads: 2\n",
 		"demo.yaml:3: tab in indentation (YAML indents with spaces only)"},
 	{"syntax error", "detector:\n  model: [a\n",

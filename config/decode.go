@@ -40,6 +40,9 @@ func Parse(data []byte, name string) (*Config, error) {
 		return nil, p.err() // what was decoded is partial: checking it is noise
 	}
 	c.applyEnv(p)
+	for i := range c.Outputs {
+		c.Outputs[i].defaults(i)
+	}
 	if c.Batch.QueueLimit == 0 && c.Batch.MaxBatch >= 1 && c.Batch.MaxBatch <= maxMaxBatch {
 		c.Batch.QueueLimit = 4 * c.Batch.MaxBatch
 	}

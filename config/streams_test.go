@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -228,5 +229,38 @@ func TestStreamEqual(t *testing.T) {
 		if base.Equal(other) {
 			t.Errorf("a changed %s leaves the stream Equal", v.Type().Field(i).Name)
 		}
+	}
+}
+
+func TestOutputsInvalid(t *testing.T) {
+	noEnv(t)
+	for _, tc := range []struct{ doc, want string }{
+		{"outputs:\n  - {kind: midi, target: 'a:1', stream: s}\n", `outputs[0].kind: want vmc, osc or livelink, got "midi"`},
+		{"outputs:\n  - {target: 'a:1', stream: s}\n", `outputs[0].kind: required: vmc, osc or livelink`},
+		{"outputs:\n  - {kind: osc, target: 'a', stream: s}\n", `outputs[0].target: want host:port such as "127.0.0.1:39539", got "a"`},
+		{"outputs:\n  - {kind: osc, target: 'a:0', stream: s}\n", `outputs[0].target: port must be a number from 1 to 65535, got "0"`},
+		{"outputs:\n  - {kind: osc, target: ':9', stream: s}\n", `outputs[0].target: want host:port such as "127.0.0.1:39539", got ":9"`},
+		{"outputs:\n  - {kind: osc, target: 'a:9'}\n", `outputs[0].stream: required`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: 'a b'}\n", `outputs[0].stream: want`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: s, face: biggest}\n", `outputs[0].face: want largest, first or a track number, got "biggest"`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: s, face: '0'}\n", `outputs[0].face: want largest, first or a track number, got "0"`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: s, rate: -1}\n", `outputs[0].rate: must be between 0`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: s, gain: 11}\n", `outputs[0].gain: must be above 0 and at most 10, got 11`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: s, dead_zone: 1}\n", `outputs[0].dead_zone: must be from 0 up to`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: s, bundle: true}\n", `outputs[0].bundle: only applies to vmc outputs, not "osc"`},
+		{"outputs:\n  - {kind: vmc, target: 'a:9', stream: s, names: vrm1}\n", `outputs[0].names: want arkit or vrm, got "vrm1"`},
+		{"outputs:\n  - {kind: livelink, target: 'a:9', stream: s, subject: \"a\\u202eb\"}\n", `outputs[0].subject: want at most 64 printable characters`},
+		{"outputs:\n  - {kind: vmc, target: 'a:9', stream: s, subject: x}\n", `outputs[0].subject: only applies to livelink outputs, not "vmc"`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: s}\n  - {kind: osc, target: 'a:9', stream: s, name: osc-0}\n", `outputs[1].name: duplicate name "osc-0" (also outputs[0])`},
+		{"outputs:\n  - {kind: osc, target: 'a:9', stream: s, rat: 1}\n", `outputs[0].rat: unknown key`},
+	} {
+		_, err := Parse([]byte(tc.doc), "o.yaml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+	doc := "outputs:\n" + strings.Repeat("  - {kind: osc, target: 'a:9', stream: s}\n", MaxOutputs+1)
+	if _, err := Parse([]byte(doc), "o.yaml"); err == nil || !strings.Contains(err.Error(), "at most 64 outputs") {
+		t.Errorf("%d outputs: %v", MaxOutputs+1, err)
 	}
 }

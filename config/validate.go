@@ -37,6 +37,7 @@ func (c *Config) validate(p *problems) {
 	c.Preview.validate(p)
 	c.HTTP.validate(p)
 	validateStreams(p, c.Streams)
+	validateOutputs(p, c.Outputs)
 }
 
 func (c *Config) validateListen(p *problems) {

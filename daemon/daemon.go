@@ -22,6 +22,7 @@ import (
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/infer/analysis"
 	"github.com/affectd/affectd/stream"
+	"github.com/affectd/affectd/stream/rig"
 	"github.com/affectd/affectd/track"
 )
 
@@ -67,6 +68,7 @@ type Daemon struct {
 	failed   chan *pipeline            // streams stopped by a panic, due for a restart → Run
 
 	failures *prometheus.CounterVec // streams stopped by a panic
+	outs     outputs                // rig outputs (VMC, OSC, Live Link Face)
 	// testSink, when set (tests), adds a sink of its own to every stream.
 	testSink func(stream string) analysis.Sink
 }
@@ -101,7 +103,8 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
 		failed:   make(chan *pipeline, 16),
 	}
 	d.cfg.Store(cfg)
-	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.outs.log = log.With("component", "outputs")
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &d.outs)
 	if c := matsCollector(); c != nil {
 		d.reg.MustRegister(c)
 	}
@@ -206,6 +209,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var m *Models
 	stopAll := func() {
 		d.stopStreams()
+		d.outs.close()
 		engCancel()
 		if m != nil {
 			<-engDone // the engine has drained
@@ -233,6 +237,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("model warmed up", "took", time.Since(start).Round(time.Millisecond))
 	}
 	d.models.Store(m)
+	d.outs.apply(cfg.Outputs, m.Core.Layout())
 	if err := rtsp.Configure(rtsp.Transport{Protocol: cfg.RTSP.Transport, Timeout: cfg.RTSP.Timeout.D()}); err != nil {
 		d.log.Warn("rtsp options", "err", err)
 	}
@@ -246,8 +251,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("no streams configured: add some to the config and send SIGHUP")
 	}
 
+	trim := time.NewTicker(time.Minute) // see malloc_linux.go
+	defer trim.Stop()
 	for {
 		select {
+		case <-trim.C:
+			trimMalloc()
 		case <-ctx.Done():
 			d.log.Info("stopping")
 			d.ready.Store(false)
@@ -283,6 +292,9 @@ func (d *Daemon) hello() []byte {
 	h := stream.Hello{Type: "hello", V: stream.Version, Server: "affectd " + Version, Streams: []stream.StreamInfo{}}
 	if m := d.models.Load(); m != nil {
 		h.Model = m.Info
+		if l := m.Core.Layout(); len(l.BlendShapes) > 0 {
+			h.BlendShapes = &stream.BlendShapeInfo{Names: rig.ARKit[:], Estimated: rig.NewARKitMap(l.BlendShapes).EstimatedNames()}
+		}
 	}
 	if h.Model.Heads == nil {
 		h.Model.Heads = []analysis.HeadInfo{}
@@ -321,7 +333,7 @@ func (d *Daemon) applyReload() error {
 	}
 	old := d.cfg.Load()
 	keep := *old
-	keep.Streams = nc.Streams
+	keep.Streams, keep.Outputs = nc.Streams, nc.Outputs
 	cfg := &keep
 	added, removed, changed := config.StreamsDiff(old.Streams, nc.Streams)
 	for _, s := range removed {
@@ -340,6 +352,9 @@ func (d *Daemon) applyReload() error {
 			d.log.Error("reload: stream not started", "stream", s.ID, "err", err)
 		}
 	}
+	if m := d.models.Load(); m != nil {
+		d.outs.apply(nc.Outputs, m.Core.Layout())
+	}
 	if rest := restartOnly(old, nc); len(rest) > 0 {
 		d.log.Warn("reload: these settings changed but apply only after a restart", "sections", rest)
 	}
@@ -353,6 +368,7 @@ func restartOnly(a, b *config.Config) []string {
 	var out []string
 	x, y := *a, *b
 	x.Streams, y.Streams = nil, nil
+	x.Outputs, y.Outputs = nil, nil
 	pairs := []struct {
 		name string
 		a, b any

@@ -308,6 +308,9 @@ type wsFace struct {
 	AU          map[string]float64 `json:"au"`
 	VA          map[string]float64 `json:"va"`
 	Expr        map[string]float64 `json:"expr"`
+	Pose        *struct {
+		Yaw, Pitch, Roll float64
+	} `json:"pose"`
 }
 
 // dialWS connects a websocket client and returns a channel of its messages.

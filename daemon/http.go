@@ -32,6 +32,7 @@ func (d *Daemon) routes() http.Handler {
 	mux.Handle("GET /metrics", d.auth(promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg})))
 	mux.Handle("GET /v1/ws", d.auth(d.hub))
 	mux.Handle("GET /v1/streams", d.auth(http.HandlerFunc(d.listStreams)))
+	mux.Handle("GET /v1/outputs", d.auth(http.HandlerFunc(d.listOutputs)))
 	// WHIP checks its own tokens (a stream may have its own).
 	mux.HandleFunc("/v1/whip/", func(w http.ResponseWriter, r *http.Request) {
 		s := d.whip.Load()

@@ -59,8 +59,14 @@ func TestLandmarkBackend(t *testing.T) {
 				Labels              []string
 			} `json:"heads"`
 		} `json:"model"`
+		BlendShapes struct {
+			Names, Estimated []string
+		} `json:"blendshapes"`
 	}
 	conn.ReadJSON(&hello)
+	if b := hello.BlendShapes; len(b.Names) != 52 || b.Names[17] != "jawOpen" || len(b.Estimated) != 16 {
+		t.Errorf("hello's blend shapes: %v, estimated %v; want ARKit's 52 (jawOpen 18th), 16 estimated", b.Names, b.Estimated)
+	}
 	if hello.Type != "hello" || len(hello.Model.Heads) != 1 || hello.Model.Heads[0].Source != "landmarks" ||
 		hello.Model.Heads[0].Range != "0..5" || len(hello.Model.Heads[0].Labels) != 10 {
 		t.Fatalf("hello %+v: want one au head from the landmarks, 0..5, 10 AUs", hello)

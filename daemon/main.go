@@ -125,7 +125,8 @@ func runCmd(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "affectd: %v\n", err)
 		return 1
 	}
-	log.Info("affectd starting", "version", versionString(), "config", *path, "streams", len(cfg.Streams))
+	log.Info("affectd starting", "version", versionString(), "config", *path, "streams", len(cfg.Streams),
+		"malloc_arenas", tuneMalloc())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

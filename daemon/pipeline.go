@@ -50,7 +50,7 @@ func (d *Daemon) newPipeline(cfg *config.Config, sc config.Stream, src capture.S
 		return nil, err
 	}
 	p.frames = stream.NewFrameSink(d.hub, sc.ID, m.Core.Layout(), stream.Encoding{Blendshapes: sc.Blendshapes, Landmarks: sc.Landmarks}, d.sinkMetrics)
-	sinks := []analysis.Sink{p.frames}
+	sinks := []analysis.Sink{p.frames, d.outs.sink(sc.ID)}
 	if d.testSink != nil {
 		sinks = append(sinks, d.testSink(sc.ID))
 	}

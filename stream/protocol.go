@@ -22,6 +22,17 @@ type Hello struct {
 	Streams []StreamInfo `json:"streams"`
 	// Notice explains caveats, e.g. that a demo model's values mean nothing.
 	Notice string `json:"notice,omitempty"`
+	// BlendShapes are ARKit's 52 blend shapes in Live Link Face's order
+	// (what rig outputs send) and, of those, the ones estimated: frames
+	// carry the estimated ones (streams with blendshapes: true); the
+	// others are 0.
+	BlendShapes *BlendShapeInfo `json:"blendshapes,omitempty"`
+}
+
+// BlendShapeInfo lists the blend shapes in Hello.
+type BlendShapeInfo struct {
+	Names     []string `json:"names"`
+	Estimated []string `json:"estimated"`
 }
 
 // ModelInfo describes the model whose heads appear in frames.

@@ -44,6 +44,8 @@ apt_packages=(
 	libdlib-dev libdlib-data libblas-dev liblapack-dev
 	# title cards for the face-verification tests (ffmpeg drawtext)
 	fonts-dejavu-core
+	# a real OSC peer for the rig-output tests (oscdump)
+	liblo-tools
 )
 if ! command -v npm >/dev/null 2>&1; then
 	apt_packages+=(npm)

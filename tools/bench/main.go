@@ -36,6 +36,8 @@ func main() {
 		err = benchSoak(os.Args[2:])
 	case "load":
 		err = benchLoad(os.Args[2:])
+	case "rig":
+		err = benchRig(os.Args[2:])
 	default:
 		usage()
 	}
@@ -56,7 +58,8 @@ commands:
   analyze offline analysis vs its two halves alone (fps, bound, ratio)
   fidelity analyze on media whose truth is known: recall, precision, id switches, lags
   soak    the daemon for -minutes under churn: RSS, goroutine and Mat growth, crashes, frames lost
-  load    one websocket client's latency alone and beside 500 others`)
+  load    one websocket client's latency alone and beside 500 others
+  rig     glass-to-packet latency of 4 rig outputs (VMC, OSC, Live Link) on one 720p25 stream`)
 	os.Exit(2)
 }
 
