@@ -8,10 +8,13 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -374,5 +377,112 @@ func TestRigOutputs(t *testing.T) {
 	}
 	if n := metric(t, proc.addr, "affectd_output_packets_total", `output="unreal"`); n < 50 {
 		t.Errorf("affectd_output_packets_total{output=unreal} = %v", n)
+	}
+}
+
+// TestRigOutputsReload: SIGHUP moves an output to another receiver and
+// adds one, without touching the stream (its frame count goes on); the
+// output left unchanged keeps its counts; /v1/outputs lists the new set.
+func TestRigOutputsReload(t *testing.T) {
+	var rx [3]*net.UDPConn
+	for i := range rx {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		rx[i] = c
+	}
+	received := func(c *net.UDPConn, within time.Duration) int {
+		c.SetReadDeadline(time.Now().Add(within))
+		buf := make([]byte, 2048)
+		n := 0
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return n
+			}
+			n++
+		}
+	}
+	p := paths(t)
+	outs := func(a, b string) string {
+		return fmt.Sprintf("outputs:\n  - {name: kept, kind: livelink, target: %q, stream: cam}\n  - {name: moved, kind: osc, target: %q, stream: cam}\n", a, b)
+	}
+	cfg := configYAML(t, p, outs(rx[0].LocalAddr().String(), rx[1].LocalAddr().String()), streamSpec{"cam", clipPath(t, "one_face"), true})
+	cfg = strings.Replace(cfg, "model:\n  path: "+p.model, "model:\n  path: \"\"", 1)
+	proc := startBinary(t, cfg)
+	var keptGot atomic.Int64 // every datagram of the unchanged output
+	keptDone := make(chan struct{})
+	go func() {
+		defer close(keptDone)
+		buf := make([]byte, 2048)
+		rx[0].SetReadDeadline(time.Time{})
+		for {
+			if _, err := rx[0].Read(buf); err != nil {
+				return
+			}
+			keptGot.Add(1)
+		}
+	}()
+	if n := received(rx[1], 2*time.Second); n < 10 {
+		t.Fatalf("before the reload: %d datagrams at the first osc receiver", n)
+	}
+	packets := func(name string) uint64 {
+		resp, err := http.Get("http://" + proc.addr + "/v1/outputs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var list struct {
+			Outputs []struct {
+				Name    string `json:"name"`
+				Target  string `json:"target"`
+				Packets uint64 `json:"packets"`
+			} `json:"outputs"`
+		}
+		json.NewDecoder(resp.Body).Decode(&list)
+		for _, o := range list.Outputs {
+			if o.Name == name {
+				return o.Packets
+			}
+		}
+		t.Fatalf("/v1/outputs has no %s: %+v", name, list)
+		return 0
+	}
+	framesBefore := listStreams(t, proc.addr)[0].Captured
+
+	next := strings.Replace(cfg, outs(rx[0].LocalAddr().String(), rx[1].LocalAddr().String()),
+		outs(rx[0].LocalAddr().String(), rx[2].LocalAddr().String()), 1)
+	if next == cfg {
+		t.Fatal("the test's config replacement did nothing")
+	}
+	if err := os.WriteFile(proc.cfg, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proc.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(proc.logs(), "msg=reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatal("the reload did not apply within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	received(rx[1], 200*time.Millisecond) // what was in flight
+	if n := received(rx[2], 2*time.Second); n < 10 {
+		t.Errorf("after the reload: %d datagrams at the new osc receiver", n)
+	}
+	if n := received(rx[1], time.Second); n != 0 {
+		t.Errorf("after the reload: %d datagrams still at the old osc receiver", n)
+	}
+	// Kept, not remade: its count covers what it sent before the reload.
+	kept := packets("kept")
+	time.Sleep(200 * time.Millisecond)
+	rx[0].Close()
+	<-keptDone
+	if got := keptGot.Load(); int64(kept) < got-25 {
+		t.Errorf("the unchanged output says it sent %d datagrams, its receiver got %d: it was remade", kept, got)
+	}
+	if after := listStreams(t, proc.addr)[0]; after.Captured <= framesBefore || after.State != "up" {
+		t.Errorf("the stream after the reload: %s, %d frames (before: %d)", after.State, after.Captured, framesBefore)
 	}
 }
