@@ -72,6 +72,7 @@ test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 20000x -fuzzminimizetime 500x ./capture/streamid
 	$(GO) test -run '^$$' -fuzz '^FuzzParseStreams$$' -fuzztime 20000x -fuzzminimizetime 500x ./stream
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadState$$' -fuzztime 3000x -fuzzminimizetime 200x ./stream/record
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 20000x -fuzzminimizetime 500x ./stream/osc
 
 # The systemd unit as `make install` installs it, booted under systemd in a
 # container (README, "Running as a service"); ~4 min the first time.
