@@ -120,13 +120,14 @@ func runCmd(args []string, stderr io.Writer) int {
 	}
 	applyModelFlag(cfg, *model)
 	findDefaults(cfg, log)
+	malloc := tuneMalloc() // before the native libraries allocate
 	d, err := New(cfg, *path, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "affectd: %v\n", err)
 		return 1
 	}
 	log.Info("affectd starting", "version", versionString(), "config", *path, "streams", len(cfg.Streams),
-		"malloc_arenas", tuneMalloc())
+		"malloc", malloc)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
