@@ -56,6 +56,12 @@ type ORT struct {
 	DeviceID int `yaml:"device_id"`
 	// Threads is the intra-op thread count; 0 means one per CPU.
 	Threads int `yaml:"threads"`
+	// InterThreads runs independent operators in parallel (0: 1).
+	InterThreads int `yaml:"inter_threads"`
+	// Optimization is the graph optimisation level: all, extended, basic, disabled.
+	Optimization string `yaml:"optimization"`
+	// OptimizedModel caches the optimised graph in this file ("": none).
+	OptimizedModel string `yaml:"optimized_model"`
 }
 
 // Model is the affect model (an ONNX file following affectd's model contract).
@@ -272,6 +278,8 @@ func Default() Config {
 			Fallback: true,
 			DeviceID: 0,
 			Threads:  0,
+
+			Optimization: "all",
 		},
 		Model: Model{
 			Path:         "/var/lib/affectd/model.onnx",
@@ -379,6 +387,7 @@ func (c *Config) resolvePaths(dir string) {
 		c.ORT.Library = resolvePath(dir, c.ORT.Library)
 	}
 	c.Model.Path = resolvePath(dir, c.Model.Path)
+	c.ORT.OptimizedModel = resolvePath(dir, c.ORT.OptimizedModel)
 	c.Detector.Model = resolvePath(dir, c.Detector.Model)
 	c.Landmarks.Model = resolvePath(dir, c.Landmarks.Model)
 	c.HTTP.TLS.Cert = resolvePath(dir, c.HTTP.TLS.Cert)

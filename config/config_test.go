@@ -37,6 +37,8 @@ func TestDefault(t *testing.T) {
 			Fallback: true,
 			DeviceID: 0,
 			Threads:  0,
+
+			Optimization: "all",
 		},
 		Model:     Model{Path: "/var/lib/affectd/model.onnx", KeepFeatures: false},
 		Detector:  Detector{Model: "/usr/lib/affectd/blazeface/face_detection_back_256x256.onnx", ScoreThreshold: 0.6, DetectEvery: 3, RefineRuns: 4, Threads: 1, Verify: true, VerifyThreshold: -0.5},
@@ -94,6 +96,9 @@ onnxruntime:
   fallback: false
   device_id: 1
   threads: 8
+  inter_threads: 2
+  optimization: extended
+  optimized_model: /var/cache/affectd/model.opt.onnx
 model:
   path: /models/maeface.onnx
   keep_features: true
@@ -204,7 +209,8 @@ outputs:
 var fullWant = Config{
 	Listen:    "0.0.0.0:9000",
 	AuthToken: "s3cret",
-	ORT:       ORT{Library: "/opt/ort/libonnxruntime.so.1", Provider: "cuda", Fallback: false, DeviceID: 1, Threads: 8},
+	ORT: ORT{Library: "/opt/ort/libonnxruntime.so.1", Provider: "cuda", Fallback: false, DeviceID: 1, Threads: 8,
+		InterThreads: 2, Optimization: "extended", OptimizedModel: "/var/cache/affectd/model.opt.onnx"},
 	Model:     Model{Path: "/models/maeface.onnx", KeepFeatures: true},
 	Detector:  Detector{Model: "/models/blazeface.onnx", ScoreThreshold: 0.7, DetectEvery: 5, RefineRuns: 2, Threads: 2, Verify: false, VerifyThreshold: 0.5},
 	Tracker:   Tracker{LostAfter: Duration(2500 * time.Millisecond), ConfirmHits: 3, Cuts: false, FitThreshold: 0.2},
@@ -334,6 +340,8 @@ var confErrors = []struct {
 		`demo.yaml:1: listen: want host:port such as "127.0.0.1:8686", got "nohost"`},
 	{"listen port out of range", "listen: \":70000\"\n",
 		`demo.yaml:1: listen: port must be a number from 0 to 65535, got "70000"`},
+	{"bad optimization", "onnxruntime:\n  optimization: fastest\n",
+		`demo.yaml:2: onnxruntime.optimization: must be one of all, extended, basic, disabled, got "fastest"`},
 	{"negative threads", "onnxruntime:\n  threads: -1\n",
 		"demo.yaml:2: onnxruntime.threads: must be between 0 and 256, got -1"},
 	{"negative device", "onnxruntime:\n  device_id: -2\n",

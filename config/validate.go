@@ -60,6 +60,12 @@ func (o ORT) validate(p *problems) {
 	}
 	atLeast(p, "onnxruntime.device_id", o.DeviceID, 0)
 	between(p, "onnxruntime.threads", o.Threads, 0, 256)
+	between(p, "onnxruntime.inter_threads", o.InterThreads, 0, 256)
+	switch o.Optimization {
+	case "", "all", "extended", "basic", "disabled":
+	default:
+		p.add("onnxruntime.optimization", "must be one of all, extended, basic, disabled, got %s", quote(o.Optimization))
+	}
 }
 
 // An empty model.path runs without a MAE-Face model (landmark AUs only).

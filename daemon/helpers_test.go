@@ -293,9 +293,10 @@ type wsMsg struct {
 }
 
 type wsModel struct {
-	Name  string `json:"name"`
-	Demo  bool   `json:"demo"`
-	Heads []struct {
+	Name      string `json:"name"`
+	Demo      bool   `json:"demo"`
+	Precision string `json:"precision"`
+	Heads     []struct {
 		Name   string   `json:"name"`
 		Labels []string `json:"labels"`
 	} `json:"heads"`

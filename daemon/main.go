@@ -186,6 +186,8 @@ func modelInfo(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	lib := fs.String("ort", "", "ONNX Runtime library (default: searched in "+searchOrder+")")
 	provider := fs.String("provider", "cpu", "execution provider: cpu, cuda, tensorrt")
+	threads := fs.Int("threads", 0, "intra-op threads, as onnxruntime.threads (0: one per CPU)")
+	inter := fs.Int("inter-threads", 0, "inter-op threads, as onnxruntime.inter_threads (0: 1)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -204,17 +206,21 @@ func modelInfo(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	m, err := infer.Load(fs.Arg(0), infer.SessionOptions{LibraryPath: *lib, Provider: p}, log)
+	so := infer.SessionOptions{LibraryPath: *lib, Provider: p, IntraOpThreads: *threads, InterOpThreads: *inter}
+	m, err := infer.Load(fs.Arg(0), so, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "affectd model-info: %v\n", err)
 		return 1
 	}
 	defer m.Close()
+	intra, interOp := so.Threads()
 	out := struct {
 		infer.Metadata
-		Provider string `json:"provider"`
-		ORT      string `json:"onnxruntime"`
-	}{m.Metadata(), m.Provider().String(), infer.RuntimeVersion()}
+		Provider     string `json:"provider"`
+		ORT          string `json:"onnxruntime"`
+		Threads      int    `json:"threads"`
+		InterThreads int    `json:"inter_threads"`
+	}{m.Metadata(), m.Provider().String(), infer.RuntimeVersion(), intra, interOp}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	enc.Encode(out)

@@ -159,17 +159,24 @@ func loadModel(cfg *config.Config, log *slog.Logger) (*infer.Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	opt, err := infer.ParseOptimization(cfg.ORT.Optimization)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	m, err := infer.Load(cfg.Model.Path, infer.SessionOptions{
+	so := infer.SessionOptions{
 		LibraryPath: cfg.ORT.Library, Provider: prov, NoFallback: !cfg.ORT.Fallback,
-		DeviceID: cfg.ORT.DeviceID, IntraOpThreads: cfg.ORT.Threads,
-	}, log.With("component", "infer"))
+		DeviceID: cfg.ORT.DeviceID, IntraOpThreads: cfg.ORT.Threads, InterOpThreads: cfg.ORT.InterThreads,
+		Optimization: opt, OptimizedCache: cfg.ORT.OptimizedModel,
+	}
+	m, err := infer.Load(cfg.Model.Path, so, log.With("component", "infer"))
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	md := m.Metadata()
+	intra, inter := so.Threads()
 	log.Info("model loaded", "path", cfg.Model.Path, "name", md.Model.Name, "backbone", md.Model.Backbone,
-		"heads", len(md.Heads), "provider", m.Provider().String(), "onnxruntime", infer.RuntimeVersion(), "took", time.Since(start).Round(time.Millisecond))
+		"precision", md.Model.Precision, "threads", intra, "inter_threads", inter, "heads", len(md.Heads), "provider", m.Provider().String(), "onnxruntime", infer.RuntimeVersion(), "took", time.Since(start).Round(time.Millisecond))
 	if md.Model.Demo {
 		log.Warn("DEMO MODEL: random weights — its AU, valence/arousal and expression values are NOT affect estimates; install a real MAE-Face export (see README)")
 	}

@@ -96,8 +96,20 @@ type ModelInfo struct {
 	GlobalPool       bool   `json:"global_pool"`
 	CheckpointSHA256 string `json:"checkpoint_sha256"`
 	Precision        string `json:"precision"`
+	// Quantization describes an int8 export: what was quantized and the
+	// accuracy gate's figures (nil for fp32 and fp16).
+	Quantization *Quantization `json:"quantization,omitempty"`
 	// Demo marks a random model whose outputs are not affect estimates.
 	Demo bool `json:"demo"`
+}
+
+// Quantization is affectd.model.quantization, written by tools/export --int8.
+type Quantization struct {
+	Layers      int    `json:"layers"`
+	Weights     string `json:"weights"`
+	Activations string `json:"activations"`
+	Heads       bool   `json:"heads"`
+	Gate        string `json:"gate"`
 }
 
 var headName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)

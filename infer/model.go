@@ -146,7 +146,20 @@ func (m *Model) openSession(o SessionOptions, log *slog.Logger) error {
 		if err := appendProvider(so, po); err != nil {
 			return fmt.Errorf("%w: %v: %v", ErrProvider, p, err)
 		}
-		s, err := ort.NewDynamicAdvancedSession(m.path, []string{m.input}, m.outputs, so)
+		path := m.path
+		var commit func() error
+		if p == ProviderCPU && o.OptimizedCache != "" {
+			var cerr error
+			if path, commit, cerr = m.optimizedCache(so, o, log); cerr != nil {
+				return cerr
+			}
+		}
+		s, err := ort.NewDynamicAdvancedSession(path, []string{m.input}, m.outputs, so)
+		if err == nil && commit != nil {
+			if cerr := commit(); cerr != nil {
+				log.Warn("optimised-model cache not written", "file", o.OptimizedCache, "err", cerr)
+			}
+		}
 		if err != nil {
 			if p != ProviderCPU {
 				return fmt.Errorf("%w: %v: creating session: %v", ErrProvider, p, err)

@@ -80,7 +80,66 @@ type SessionOptions struct {
 	// Spin lets idle ONNX Runtime threads spin between runs: lower latency,
 	// but it takes CPU from capture and tracking on small machines.
 	Spin bool
+	// Optimization is ONNX Runtime's graph optimisation level (default
+	// all). The int8 kernels (DynamicQuantizeMatMul) come from the
+	// extended level's fusions.
+	Optimization Optimization
+	// OptimizedCache, when set, is a file where the optimised graph is kept
+	// (CPU only): the first start writes it, later starts load it with no
+	// optimisation pass. A key file beside it (<file>.key: the model's
+	// sha256, the runtime version and the level) makes a changed model or
+	// runtime rewrite it. The file is for the machine that wrote it.
+	OptimizedCache string
 }
+
+// Optimization is ONNX Runtime's graph optimisation level.
+type Optimization int
+
+// Graph optimisation levels, as ONNX Runtime names them.
+const (
+	OptimizeAll Optimization = iota
+	OptimizeExtended
+	OptimizeBasic
+	OptimizeDisabled
+)
+
+var optimizationNames = [...]string{"all", "extended", "basic", "disabled"}
+
+func (l Optimization) String() string {
+	if int(l) < len(optimizationNames) {
+		return optimizationNames[l]
+	}
+	return fmt.Sprintf("Optimization(%d)", int(l))
+}
+
+// ParseOptimization parses all, extended, basic or disabled ("" is all).
+func ParseOptimization(s string) (Optimization, error) {
+	if s == "" {
+		return OptimizeAll, nil
+	}
+	for i, n := range optimizationNames {
+		if s == n {
+			return Optimization(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown graph optimisation level %q (want %s)", s, strings.Join(optimizationNames[:], ", "))
+}
+
+func (l Optimization) ort() ort.GraphOptimizationLevel {
+	switch l {
+	case OptimizeExtended:
+		return ort.GraphOptimizationLevelEnableExtended
+	case OptimizeBasic:
+		return ort.GraphOptimizationLevelEnableBasic
+	case OptimizeDisabled:
+		return ort.GraphOptimizationLevelDisableAll
+	}
+	return ort.GraphOptimizationLevelEnableAll
+}
+
+// Threads reports the intra-op and inter-op thread counts a session with
+// these options uses.
+func (o SessionOptions) Threads() (intra, inter int) { return o.threads() }
 
 func (o SessionOptions) threads() (intra, inter int) {
 	intra, inter = o.IntraOpThreads, o.InterOpThreads
@@ -108,7 +167,7 @@ func newSessionOptions(o SessionOptions) (*ort.SessionOptions, error) {
 	for _, step := range []func() error{
 		func() error { return so.SetIntraOpNumThreads(intra) },
 		func() error { return so.SetInterOpNumThreads(inter) },
-		func() error { return so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll) },
+		func() error { return so.SetGraphOptimizationLevel(o.Optimization.ort()) },
 		func() error { return so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin) },
 		func() error { return so.AddSessionConfigEntry("session.inter_op.allow_spinning", spin) },
 	} {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
@@ -17,10 +18,15 @@ import (
 
 // benchInfer compares, in one run, the bare ONNX Runtime session at its
 // best batch size with the engine fed by concurrent producers, and reports
-// per-request latency at 100% and 50% of the engine's capacity.
+// per-request latency at 100% and 50% of the engine's capacity. With
+// several -model flags the models are measured side by side: every sweep
+// and every round visits each model in turn, so that a drift of the
+// machine's speed reaches them all alike.
 func benchInfer(args []string) error {
 	fs := flag.NewFlagSet("infer", flag.ExitOnError)
-	modelPath := fs.String("model", "", "ONNX model (default: a seeded random ViT-tiny, made if missing)")
+	var paths []string
+	fs.Func("model", "ONNX model; repeat to compare models in one run (default: a seeded random ViT-tiny, made if missing)",
+		func(s string) error { paths = append(paths, s); return nil })
 	lib := fs.String("ort", "", "libonnxruntime.so (default: the one make setup fetched)")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: one per CPU)")
 	seconds := fs.Float64("seconds", 3, "seconds per measurement")
@@ -38,93 +44,123 @@ func benchInfer(args []string) error {
 		}
 		*lib = p
 	}
-	if err := defaultModel(modelPath); err != nil {
-		return err
+	if len(paths) == 0 {
+		paths = []string{""}
+		if err := defaultModel(&paths[0]); err != nil {
+			return err
+		}
 	}
 	so := infer.SessionOptions{LibraryPath: *lib, IntraOpThreads: *threads, Spin: *spin}
-	m, err := infer.Load(*modelPath, so, nil)
-	if err != nil {
-		return err
+	type subject struct {
+		path  string
+		m     *infer.Model
+		crop  []float32
+		rates map[int][]float64
+		best  int
+		eo    infer.Options
+
+		bareFaces, bareSecs, engFaces, engSecs float64
+		sat                                    latencies
+		satBatch                               []float64
 	}
-	defer m.Close()
-	md := m.Metadata()
-	intra := *threads
-	if intra <= 0 {
-		intra = runtime.NumCPU()
+	var subs []*subject
+	for _, p := range paths {
+		m, err := infer.Load(p, so, nil)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		md := m.Metadata()
+		fmt.Printf("model: %s (%s, D=%d, K=%d, %s) %s\n", md.Model.Name, md.Model.Backbone, md.FeatureDim, md.NumLogits, md.Model.Precision, p)
+		subs = append(subs, &subject{path: p, m: m, crop: makeCrop(md.Input.Size), rates: map[int][]float64{}})
 	}
-	fmt.Printf("model: %s (%s, D=%d, K=%d) %s\n", md.Model.Name, md.Model.Backbone, md.FeatureDim, md.NumLogits, *modelPath)
+	intra, _ := so.Threads()
 	fmt.Printf("machine: %d CPUs, %s, ORT %s, provider %v, intra-op threads %d, spin %v\n",
-		runtime.NumCPU(), runtime.GOARCH, infer.RuntimeVersion(), m.Provider(), intra, *spin)
-
-	crop := makeCrop(md.Input.Size)
+		runtime.NumCPU(), runtime.GOARCH, infer.RuntimeVersion(), subs[0].m.Provider(), intra, *spin)
 	dur := time.Duration(*seconds * float64(time.Second))
+	name := func(s *subject) string {
+		if len(subs) == 1 {
+			return ""
+		}
+		return filepath.Base(s.path) + " "
+	}
 
-	// 1. Bare session: every batch size, pick the best.
+	// 1. Bare session: every batch size, pick the best. Sweeps interleave
+	// the sizes (and the models); each size's figure is its median.
 	var sizes []int
 	for _, s := range splitInts(*batches) {
 		if s > 0 {
 			sizes = append(sizes, s)
 		}
 	}
-	// Sweeps interleave the sizes, so that a drift of the machine's speed
-	// spreads over all of them; each size's figure is its median.
-	rates := make(map[int][]float64)
 	for k := 0; k < *sweeps; k++ {
 		for _, n := range sizes {
-			rate, msPer, _, err := bareRate(m, n, crop, dur)
-			if err != nil {
-				return err
+			for _, sub := range subs {
+				rate, msPer, _, err := bareRate(sub.m, n, sub.crop, dur)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%sbare   batch=%-3d faces/s=%8.1f  ms/run=%8.2f  (sweep %d)\n", name(sub), n, rate, msPer, k+1)
+				sub.rates[n] = append(sub.rates[n], rate)
 			}
-			fmt.Printf("bare   batch=%-3d faces/s=%8.1f  ms/run=%8.2f  (sweep %d)\n", n, rate, msPer, k+1)
-			rates[n] = append(rates[n], rate)
 		}
 	}
-	best, bestRate := 0, 0.0
-	for _, n := range sizes {
-		rate := median(rates[n])
-		if *sweeps > 1 {
-			fmt.Printf("bare   batch=%-3d faces/s=%8.1f  (median of %d sweeps)\n", n, rate, *sweeps)
+	for _, sub := range subs {
+		bestRate := 0.0
+		for _, n := range sizes {
+			rate := median(sub.rates[n])
+			if *sweeps > 1 {
+				fmt.Printf("%sbare   batch=%-3d faces/s=%8.1f  (median of %d sweeps)\n", name(sub), n, rate, *sweeps)
+			}
+			if rate > bestRate {
+				sub.best, bestRate = n, rate
+			}
 		}
-		if rate > bestRate {
-			best, bestRate = n, rate
-		}
+		sub.eo = infer.Options{MaxBatch: sub.best, MaxWait: *maxWait, QueueLimit: 4 * sub.best}
 	}
 
 	// 2. Alternate bare(best) and engine at saturation, so both see the
 	// same machine state; totals over all rounds give the ratio.
-	eo := infer.Options{MaxBatch: best, MaxWait: *maxWait, QueueLimit: 4 * best}
-	var bareFaces, bareSecs, engFaces, engSecs float64
-	var sat latencies
-	var satBatch []float64
 	for r := 0; r < *rounds; r++ {
-		br, _, secs, err := bareRate(m, best, crop, dur)
+		for _, sub := range subs {
+			br, _, secs, err := bareRate(sub.m, sub.best, sub.crop, dur)
+			if err != nil {
+				return err
+			}
+			sub.bareFaces += br * secs
+			sub.bareSecs += secs
+			res, err := engineClosedLoop(sub.m, sub.eo, sub.crop, 3*sub.best, dur)
+			if err != nil {
+				return err
+			}
+			sub.engFaces += res.faces
+			sub.engSecs += res.secs
+			fmt.Printf("%sround %d: bare=%.1f faces/s engine=%.1f faces/s (ratio %.3f, mean batch %.1f)\n", name(sub), r+1, br, res.rate, res.rate/br, res.meanBatch)
+			sub.sat = append(sub.sat, res.lat...)
+			sub.satBatch = append(sub.satBatch, res.meanBatch)
+		}
+	}
+	var last []string
+	for _, sub := range subs {
+		bare, eng := sub.bareFaces/sub.bareSecs, sub.engFaces/sub.engSecs
+		fmt.Printf("%sengine 100%%: faces/s=%.1f p50_ms=%.1f p99_ms=%.1f mean_batch=%.1f (%d producers, closed loop)\n",
+			name(sub), eng, sub.sat.pct(50), sub.sat.pct(99), median(sub.satBatch), 3*sub.best)
+		// 3. Open-loop arrivals at 50% of the engine's capacity.
+		half, err := engineOpenLoop(sub.m, sub.eo, sub.crop, eng*0.5, dur*2)
 		if err != nil {
 			return err
 		}
-		bareFaces += br * secs
-		bareSecs += secs
-		res, err := engineClosedLoop(m, eo, crop, 3*best, dur)
-		if err != nil {
-			return err
+		fmt.Printf("%sengine  50%%: offered=%.1f faces/s done=%.1f faces/s p50_ms=%.1f p99_ms=%.1f mean_batch=%.1f\n",
+			name(sub), eng*0.5, half.rate, half.lat.pct(50), half.lat.pct(99), half.meanBatch)
+		line := fmt.Sprintf("infer: efficiency=%.3f engine=%.1f bare=%.1f batch=%d p99_ms=%.1f", eng/bare, eng, bare, sub.best, half.lat.pct(99))
+		if len(subs) > 1 {
+			line += " model=" + sub.path
 		}
-		engFaces += res.faces
-		engSecs += res.secs
-		fmt.Printf("round %d: bare=%.1f faces/s engine=%.1f faces/s (ratio %.3f, mean batch %.1f)\n", r+1, br, res.rate, res.rate/br, res.meanBatch)
-		sat = append(sat, res.lat...)
-		satBatch = append(satBatch, res.meanBatch)
+		last = append(last, line)
 	}
-	bare, eng := bareFaces/bareSecs, engFaces/engSecs
-	fmt.Printf("engine 100%%: faces/s=%.1f p50_ms=%.1f p99_ms=%.1f mean_batch=%.1f (%d producers, closed loop)\n",
-		eng, sat.pct(50), sat.pct(99), median(satBatch), 3*best)
-
-	// 3. Open-loop arrivals at 50% of the engine's capacity.
-	half, err := engineOpenLoop(m, eo, crop, eng*0.5, dur*2)
-	if err != nil {
-		return err
+	for _, l := range last {
+		fmt.Println(l)
 	}
-	fmt.Printf("engine  50%%: offered=%.1f faces/s done=%.1f faces/s p50_ms=%.1f p99_ms=%.1f mean_batch=%.1f\n",
-		eng*0.5, half.rate, half.lat.pct(50), half.lat.pct(99), half.meanBatch)
-	fmt.Printf("infer: efficiency=%.3f engine=%.1f bare=%.1f batch=%d p99_ms=%.1f\n", eng/bare, eng, bare, best, half.lat.pct(99))
 	return nil
 }
 

@@ -38,6 +38,8 @@ func main() {
 		err = benchLoad(os.Args[2:])
 	case "rig":
 		err = benchRig(os.Args[2:])
+	case "quant":
+		err = benchQuant(os.Args[2:])
 	default:
 		usage()
 	}
@@ -59,7 +61,8 @@ commands:
   fidelity analyze on media whose truth is known: recall, precision, id switches, lags
   soak    the daemon for -minutes under churn: RSS, goroutine and Mat growth, crashes, frames lost
   load    one websocket client's latency alone and beside 500 others
-  rig     glass-to-packet latency of 4 rig outputs (VMC, OSC, Live Link) on one 720p25 stream`)
+  rig     glass-to-packet latency of 4 rig outputs (VMC, OSC, Live Link) on one 720p25 stream
+  quant   int8 vs fp32 export of a ViT-B in one run: faces/s, speedup, feature cosine on real faces`)
 	os.Exit(2)
 }
 

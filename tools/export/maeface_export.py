@@ -120,9 +120,8 @@ def cmd_export(a):
         dims = o.type.tensor_type.shape.dim
         dims[0].dim_param = "N"
         dims[1].dim_value = widths[o.name]
-    if a.fp16:
-        import fp16
-        fp16.convert(m)
+    if a.fp16 and a.int8:
+        raise ExportError("--fp16 and --int8 exclude each other (fp16 is for GPUs, int8 for CPUs)")
 
     preset = model.preset
     meta = {
@@ -137,23 +136,86 @@ def cmd_export(a):
             "num_logits": num_logits,
             "checkpoint": os.path.basename(a.checkpoint),
             "checkpoint_sha256": maeface.file_sha256(a.checkpoint),
-            "precision": "fp16" if a.fp16 else "fp32",
+            "precision": "fp32",
             "demo": bool(a.demo),
             "exporter": EXPORTER,
         },
     }
+    m.producer_name = "affectd-export"
+    ref = None
+    if a.int8:
+        # The float32 graph is the gate's reference.
+        _set_meta(m, meta)
+        ref = a.output + ".fp32.tmp"
+        onnx.save(m, ref)
+        import int8
+        layers = int8.convert(m, heads=a.int8_heads, weight_scale_error=a.int8_scale_error)
+        meta["affectd.model"]["precision"] = "int8"
+        meta["affectd.model"]["quantization"] = {
+            "layers": layers, "weights": "int8 symmetric per output channel",
+            "activations": "uint8 dynamic per tensor", "heads": bool(a.int8_heads)}
+    elif a.fp16:
+        import fp16
+        fp16.convert(m)
+        meta["affectd.model"]["precision"] = "fp16"
+    _set_meta(m, meta)
+    onnx.checker.check_model(m)
+    onnx.save(m, tmp)
+    if ref:
+        try:
+            figures = _gate(ref, tmp, a)
+        finally:
+            os.remove(ref)
+        meta["affectd.model"]["quantization"]["gate"] = figures
+        _set_meta(m, meta)
+        onnx.save(m, tmp)
+    os.replace(tmp, a.output)
+    heads_txt = ", ".join(f"{h['name']}({len(h['labels'])},{h['activation']})" for h in heads) or "none"
+    print(f"export: wrote {a.output}: ViT-{preset}/16 global_pool={model.global_pool} outputs={','.join(outputs)} "
+          f"heads={heads_txt} norm={norm_name} precision={meta['affectd.model']['precision']}")
+
+
+def _set_meta(m, meta):
     del m.metadata_props[:]
     for k, v in meta.items():
         p = m.metadata_props.add()
         p.key = k
         p.value = json.dumps(v, separators=(",", ":"))
-    m.producer_name = "affectd-export"
-    onnx.checker.check_model(m)
-    onnx.save(m, tmp)
-    os.replace(tmp, a.output)
-    heads_txt = ", ".join(f"{h['name']}({len(h['labels'])},{h['activation']})" for h in heads) or "none"
-    print(f"export: wrote {a.output}: ViT-{preset}/16 global_pool={model.global_pool} outputs={','.join(outputs)} "
-          f"heads={heads_txt} norm={norm_name} precision={meta['affectd.model']['precision']}")
+
+
+def _gate(ref, cand, a):
+    """Runs tools/quantgate (the float32 and int8 models through affectd's
+    engine on real faces); refuses the export when it fails. Returns the
+    figures line."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = os.environ.get("AFFECTD_QUANTGATE", "").split() or ["go", "run", "./tools/quantgate"]
+    cmd = cmd + ["-ref", ref, "-model", cand]
+    if a.calib:
+        cmd += ["-calib", os.path.abspath(a.calib)]
+    if a.ort:
+        cmd += ["-ort", os.path.abspath(a.ort)]
+    env = dict(os.environ)
+    if os.path.isdir("/usr/local/go/bin"):
+        env["PATH"] = env.get("PATH", "") + os.pathsep + "/usr/local/go/bin"
+    print(f"export: accuracy gate: {' '.join(cmd)}", file=sys.stderr)
+    try:
+        p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    except OSError as e:
+        os.remove(cand)
+        raise ExportError(f"the accuracy gate could not run ({e}): it needs Go and `make setup`")
+    sys.stderr.write(p.stderr)
+    out = p.stdout.strip().splitlines()
+    line = out[-1] if out else ""
+    if line:
+        print(f"export: {line}")
+    if p.returncode != 0:
+        os.remove(cand)
+        if p.returncode == 1:
+            raise ExportError("the int8 model is too far from the float32 model on the calibration faces; "
+                              "refused (see the figures above)")
+        raise ExportError(f"the accuracy gate failed to run (exit {p.returncode}); see its message above")
+    return line.removeprefix("gate: ")
 
 
 def cmd_random(a):
@@ -255,6 +317,14 @@ def main(argv=None):
     p.add_argument("--std", help="custom std r,g,b (with --mean)")
     p.add_argument("--crop", default="align5/v1", help="the face crop the model was trained on (affectd.input.crop)")
     p.add_argument("--fp16", action="store_true", help="fp16 weights and compute, fp32 input/outputs (for GPUs)")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 linear layers with dynamically quantized activations (for CPUs); checked by the "
+                        "accuracy gate (tools/quantgate) on faces before the file is written")
+    p.add_argument("--int8-heads", action="store_true", help="with --int8: quantize the heads too (default: float32)")
+    p.add_argument("--calib", help="with --int8: a folder of pictures/videos with faces for the gate "
+                                   "(default: affectd's test media)")
+    p.add_argument("--ort", help="with --int8: the ONNX Runtime library the gate uses (default: make setup's)")
+    p.add_argument("--int8-scale-error", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17: fused LayerNormalization)")
     p.add_argument("--name", help="model name shown to clients")
     p.add_argument("--demo", action="store_true", help="mark as a demo model whose outputs are not affect estimates")

@@ -219,6 +219,52 @@ class CLITest(unittest.TestCase):
         self.assertEqual(p.stderr.strip().count("\n"), 0, p.stderr)
         self.assertIn("no such file", p.stderr)
 
+    def test_fp16_and_int8_exclusive(self):
+        ckpt = os.path.join(self.dir, "excl.pth")
+        code, _, err = self.run_tool("random-checkpoint", "-o", ckpt, "--preset", "tiny")
+        self.assertEqual(code, 0, err)
+        code, _, err = self.run_tool("export", ckpt, "-o", os.path.join(self.dir, "x.onnx"), "--fp16", "--int8")
+        self.assertEqual(code, 2)
+        self.assertIn("exclude each other", err)
+
+
+class Int8Test(unittest.TestCase):
+    """The graph rewrite alone (the accuracy gate, which needs ONNX Runtime,
+    is tested from Go: tools/quantgate/gate)."""
+
+    def test_weight_round_trip(self):
+        import numpy as np
+        import int8
+        w = np.random.default_rng(1).normal(size=(64, 32)).astype(np.float32)
+        w[:, 3] = 0  # a dead column keeps a usable scale
+        q, scale = int8.quantize_weight(w)
+        self.assertEqual(q.dtype, np.int8)
+        self.assertEqual(scale.shape, (32,))
+        self.assertLessEqual(int(np.abs(q).max()), 127)
+        err = np.abs(q.astype(np.float32) * scale[None, :] - w)
+        self.assertTrue(np.all(err <= scale[None, :] / 2 + 1e-7))
+        self.assertEqual(scale[3], 1.0)
+
+    def test_rewrites_every_linear_layer(self):
+        import int8
+        d = tempfile.mkdtemp()
+        ckpt, path = os.path.join(d, "t.pth"), os.path.join(d, "t.onnx")
+        code = maeface_export.main(["random-checkpoint", "-o", ckpt, "--preset", "tiny", "--heads", "abaw"])
+        self.assertEqual(code, 0)
+        code = maeface_export.main(["export", ckpt, "-o", path, "--heads", "abaw"])
+        self.assertEqual(code, 0)
+        m = onnx.load(path)
+        n = int8.convert(m)
+        ops = [node.op_type for node in m.graph.node]
+        self.assertEqual(n, 48)  # 12 blocks × qkv, proj, fc1, fc2
+        self.assertEqual(ops.count("MatMulInteger"), 48)
+        self.assertEqual(ops.count("Gemm"), 1)  # the head stays float32
+        self.assertLessEqual(ops.count("DynamicQuantizeLinear"), 48)
+        onnx.checker.check_model(m)
+        m = onnx.load(path)
+        self.assertEqual(int8.convert(m, heads=True), 49)
+        self.assertEqual([node.op_type for node in m.graph.node].count("Gemm"), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

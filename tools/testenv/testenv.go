@@ -75,6 +75,7 @@ type ModelSpec struct {
 	GlobalPool bool
 	FullMAE    bool // write decoder_* and mask_token keys too
 	FP16       bool
+	Int8       bool   // int8 linear layers (tools/export --int8, through its accuracy gate)
 	Norm       string // maeface (default) or imagenet
 	Demo       bool   // mark the model as a demo
 }
@@ -109,6 +110,9 @@ func (s ModelSpec) Key() string {
 	}
 	if s.FP16 {
 		k += "-fp16"
+	}
+	if s.Int8 {
+		k += "-int8"
 	}
 	if s.Norm != "maeface" {
 		k += "-" + s.Norm
@@ -183,6 +187,9 @@ func BuildModel(s ModelSpec) (Model, error) {
 	if s.FP16 {
 		args = append(args, "--fp16")
 	}
+	if s.Int8 {
+		args = append(args, "--int8")
+	}
 	if s.Demo {
 		args = append(args, "--demo")
 	}
@@ -241,7 +248,7 @@ func lastLines(s string, n int) string {
 // exporterHash hashes the sources that decide what a model file holds.
 func exporterHash(root string) (string, error) {
 	h := sha256.New()
-	for _, name := range []string{"maeface.py", "maeface_export.py", "fp16.py"} {
+	for _, name := range []string{"maeface.py", "maeface_export.py", "fp16.py", "int8.py"} {
 		b, err := os.ReadFile(filepath.Join(root, "tools", "export", name))
 		if err != nil {
 			return "", err
