@@ -98,6 +98,9 @@ func benchSoak(args []string) error {
 		clip.Path, rtsp.URL(), still)
 	configs := [2]string{head + streams, head + streams + fmt.Sprintf("  - id: extra\n    url: %s\n    loop: true\n", clip.Path)}
 	cfgPath, logPath := filepath.Join(dir, "affectd.yaml"), filepath.Join(dir, "affectd.log")
+	if *keep { // the daemon writes its Mats by maker on SIGUSR1 (daemon/mats_matprofile.go)
+		os.Setenv("AFFECTD_MATS_DUMP", dir)
+	}
 	if err := os.WriteFile(cfgPath, []byte(configs[0]), 0o644); err != nil {
 		return err
 	}
@@ -213,6 +216,9 @@ func benchSoak(args []string) error {
 					base = s
 				}
 				end = s
+				if *keep && (c == 1 || c == cycles-1) {
+					cur.Load().cmd.Process.Signal(syscall.SIGUSR1)
+				}
 			default: // a reload
 				reloads++
 				if err := os.WriteFile(cfgPath, []byte(configs[reloads%2]), 0o644); err != nil {
@@ -227,7 +233,7 @@ func benchSoak(args []string) error {
 		crashes++
 	}
 	if *keep {
-		fmt.Printf("log: %s\n", logPath)
+		fmt.Printf("log: %s (Mats by maker at cycles 2 and %d: %s/mats-*.txt)\n", logPath, cycles, dir)
 	}
 	growth := 0.0
 	if base.rss > 0 {
