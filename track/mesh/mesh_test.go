@@ -124,3 +124,33 @@ func TestMeshFaceFlagNegatives(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFit: one face mesh fit (crop, model on one thread, mapping).
+func BenchmarkFit(b *testing.B) {
+	lib, err := testenv.ORTLibrary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, _ := testenv.Root()
+	cache, _ := testenv.Cache()
+	model := filepath.Join(b.TempDir(), "facemesh.onnx")
+	if err := testenv.RunPython(filepath.Join(root, "tools", "tfjs2onnx", "tfjs2onnx.py"),
+		filepath.Join(cache, "human-models", "3.0.4", "facemesh.json"), "-o", model); err != nil {
+		b.Fatal(err)
+	}
+	m, err := mesh.New(lib, model)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	img := gocv.IMRead(filepath.Join(cache, "photos", "grace_hopper_512x512.jpg"), gocv.IMReadColor)
+	defer img.Close()
+	box := track.Rect{X: 150, Y: 100, W: 200, H: 250}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := m.Fit(img, box); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "mesh_ms")
+}
