@@ -18,11 +18,13 @@ func startRTSP(t *testing.T, file string, opt RTSPOptions) *RTSPServer {
 	return s
 }
 
-// openRTSP opens url with OpenCV's FFmpeg backend over TCP, with a 2 s
-// socket timeout.
+// openRTSP opens url with OpenCV's FFmpeg backend over TCP, with a 5 s
+// socket timeout. With 2 s, TestRTSPLoop's first read failed once in CI
+// while other test packages loaded both cores; the server prepares its
+// media (demuxing and payloading the file) on the first PLAY.
 func openRTSP(t *testing.T, url string) *gocv.VideoCapture {
 	t.Helper()
-	t.Setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|timeout;2000000")
+	t.Setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|timeout;5000000")
 	vc, err := gocv.OpenVideoCaptureWithAPI(url, gocv.VideoCaptureFFmpeg)
 	if err != nil {
 		t.Fatalf("opening %s: %v", url, err)
@@ -129,6 +131,11 @@ func TestRTSPLoop(t *testing.T) {
 	defer closeAll(ref)
 
 	s := startRTSP(t, file, RTSPOptions{Path: "/loop"})
+	defer func() {
+		if t.Failed() {
+			t.Logf("server stderr:\n%s", s.Stderr())
+		}
+	}()
 	vc := openRTSP(t, s.URL())
 	defer vc.Close()
 	got := readFrames(t, vc, 88, 320, 240)
