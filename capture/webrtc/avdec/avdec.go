@@ -152,11 +152,23 @@ func (d *Decoder) Decode(data []byte, dst *gocv.Mat) (bool, error) {
 			return false, fmt.Errorf("%w: %v %dx%d, the limit is %d pixels", ErrTooLarge, d.codec, w, h, d.maxPixels)
 		}
 	}
+	au := data
 	if d.codec == H264 {
-		data = d.h264Params(data)
+		data = d.h264Params(au)
 	}
 	// data is Go memory: C copies it into a packet and keeps no pointer.
 	r := C.avdec_decode(d.p, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.int(len(data)))
+	if r.err >= 0 && r.got == 0 && isKey(d.codec, au) {
+		// A key frame that gives no picture: earlier input left the context
+		// holding pictures back (a hostile SPS can ask for reordering, and
+		// WebRTC streams have none). Decode it once more on a fresh context.
+		C.avdec_reset(d.p)
+		if d.codec == H264 {
+			d.reopened = true
+			data = d.h264Params(au)
+		}
+		r = C.avdec_decode(d.p, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.int(len(data)))
+	}
 	if r.err < 0 {
 		d.lose()
 		if r.err == C.avdec_enomem() {
