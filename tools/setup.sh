@@ -163,6 +163,24 @@ if [ "$(cat "$tfjs_dir/.lock-sha256" 2>/dev/null)" != "$tfjs_lock" ]; then
 	echo "$tfjs_lock" >"$tfjs_dir/.lock-sha256"
 fi
 
+# The TF.js models converted to ONNX by tools/tfjs2onnx (the runtime's
+# face mesh and iris; tests and the daemon read them here). Redone when the
+# converter or the model changes: <name>.onnx.key holds both hashes.
+conv="$root/tools/tfjs2onnx/tfjs2onnx.py"
+for name in facemesh iris emotion mobilefacenet; do
+	src="$cache/human-models/$hm_version/$name.json"
+	dst="$cache/human-models/$hm_version/onnx/$name.onnx"
+	key="$(sha256sum "$conv" "$src" "${src%.json}.bin" | cut -d' ' -f1 | tr '\n' ' ')"
+	if [ -f "$dst" ] && [ "$(cat "$dst.key" 2>/dev/null)" = "$key" ]; then
+		continue
+	fi
+	say "converting $name (TF.js) to $dst"
+	mkdir -p "$(dirname "$dst")"
+	/usr/bin/python3 "$conv" "$src" -o "$dst.tmp" >/dev/null || die "tools/tfjs2onnx could not convert $name"
+	mv "$dst.tmp" "$dst"
+	echo "$key" >"$dst.key"
+done
+
 # ------------------------------------------------------------ Debian photos
 # fetch_deb_file PACKAGE PATH_IN_PACKAGE SHA256 DEST
 debs=$(mktemp -d) # each package downloaded once per run

