@@ -17,14 +17,8 @@ import (
 func mesher(t *testing.T) (*mesh.Mesher, *track.Detector) {
 	t.Helper()
 	lib := testenv.RequireORT(t)
-	root, _ := testenv.Root()
 	cache, _ := testenv.Cache()
-	model := filepath.Join(t.TempDir(), "facemesh.onnx")
-	if err := testenv.RunPython(filepath.Join(root, "tools", "tfjs2onnx", "tfjs2onnx.py"),
-		filepath.Join(cache, "human-models", "3.0.4", "facemesh.json"), "-o", model); err != nil {
-		t.Fatal(err)
-	}
-	m, err := mesh.New(lib, model)
+	m, err := mesh.New(lib, testenv.HumanModel(t, "facemesh"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +38,7 @@ func mesher(t *testing.T) (*mesh.Mesher, *track.Detector) {
 // tens of percent). Measured: astronaut 0.5–1.5 px for all four corners
 // (inter-ocular 44 px); Grace Hopper, who wears glasses, 0.6 and 3.5 px at
 // the inner corners but 12.7 and 8.2 px at the outer ones (82 px). The
-// 68-point comparison of issue 15 waits for the mesh → 68 map.
+// 68-point comparison of issue 15 is TestMap68AgainstDlib.
 func TestMeshOnRealFaces(t *testing.T) {
 	m, det := mesher(t)
 	lm, err := landmarks.Load(landmarks.DefaultModelPath)
@@ -131,14 +125,8 @@ func BenchmarkFit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	root, _ := testenv.Root()
 	cache, _ := testenv.Cache()
-	model := filepath.Join(b.TempDir(), "facemesh.onnx")
-	if err := testenv.RunPython(filepath.Join(root, "tools", "tfjs2onnx", "tfjs2onnx.py"),
-		filepath.Join(cache, "human-models", "3.0.4", "facemesh.json"), "-o", model); err != nil {
-		b.Fatal(err)
-	}
-	m, err := mesh.New(lib, model)
+	m, err := mesh.New(lib, testenv.HumanModel(b, "facemesh"))
 	if err != nil {
 		b.Fatal(err)
 	}
