@@ -223,23 +223,6 @@ type WebRTC struct {
 	MaxPixels     int `yaml:"max_pixels"`
 }
 
-// Landmarks configures the 68-point landmarks (dlib), head pose and the
-// landmark AU backend.
-type Landmarks struct {
-	// Model is dlib's shape_predictor_68_face_landmarks.dat; "" or a
-	// missing file turns landmarks off (logged).
-	Model string `yaml:"model"`
-	// Align takes MAE-Face's alignment points from the landmarks instead of
-	// BlazeFace's keypoints (default): steadier crops (eye jitter 0.15 px
-	// against 0.41 px on the test clip), framed closer to the template, and
-	// the detector's refinement runs are skipped. Off, or for faces whose
-	// fit fails, BlazeFace's refined keypoints align.
-	Align bool `yaml:"align"`
-	// FOV is the cameras' horizontal field of view in degrees, for head
-	// pose (sources do not say; 53° means a focal length of the frame width).
-	FOV float64 `yaml:"fov"`
-}
-
 // Stream is one video source.
 type Stream struct {
 	// ID names the stream in messages and metrics.
@@ -262,8 +245,10 @@ type Stream struct {
 	Token string `yaml:"token"`
 	// Blendshapes adds ARKit blend shapes to this stream's faces.
 	Blendshapes bool `yaml:"blendshapes"`
-	// Landmarks adds the 68 landmarks to this stream's faces.
+	// Landmarks adds the 68 landmarks to this stream's faces; Mesh the
+	// face mesh's 468 points (landmarks.backend mesh468).
 	Landmarks bool `yaml:"landmarks"`
+	Mesh      bool `yaml:"mesh"`
 }
 
 // Default returns the configuration of an empty file. Every default lives
@@ -336,11 +321,7 @@ func Default() Config {
 			MaxFrameBytes: 8 << 20,
 			MaxPixels:     4096 * 2304,
 		},
-		Landmarks: Landmarks{
-			Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
-			Align: true,
-			FOV:   53,
-		},
+		Landmarks: defaultLandmarks(),
 		Preview: Preview{
 			Enabled:     true,
 			FPS:         5,
@@ -389,7 +370,7 @@ func (c *Config) resolvePaths(dir string) {
 	c.Model.Path = resolvePath(dir, c.Model.Path)
 	c.ORT.OptimizedModel = resolvePath(dir, c.ORT.OptimizedModel)
 	c.Detector.Model = resolvePath(dir, c.Detector.Model)
-	c.Landmarks.Model = resolvePath(dir, c.Landmarks.Model)
+	c.Landmarks.resolvePaths(dir)
 	c.HTTP.TLS.Cert = resolvePath(dir, c.HTTP.TLS.Cert)
 	c.HTTP.TLS.Key = resolvePath(dir, c.HTTP.TLS.Key)
 	for i, s := range c.Streams {

@@ -50,9 +50,10 @@ func TestDefault(t *testing.T) {
 		RTSP:      RTSP{Transport: "tcp", Timeout: Duration(2 * time.Second)},
 		WebSocket: WebSocket{SendQueue: 64, MaxDrops: 250, PingInterval: Duration(20 * time.Second), MaxClients: 256},
 		WebRTC:    WebRTC{ReceiveBuffer: 4 << 20, MaxSessions: 8, CORSOrigin: "", MaxFrameBytes: 8 << 20, MaxPixels: 4096 * 2304},
-		Landmarks: Landmarks{Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat", Align: true, FOV: 53},
-		Preview:   Preview{Enabled: true, FPS: 5, MaxWidth: 640, Quality: 70, MaxWatchers: 16},
-		HTTP:      HTTP{AllowedHosts: []string{}, ReadTimeout: Duration(30 * time.Second), IdleTimeout: Duration(2 * time.Minute)},
+		Landmarks: Landmarks{Backend: "dlib68", Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
+			MeshModel: "/usr/lib/affectd/human-models/facemesh.onnx", IrisModel: "/usr/lib/affectd/human-models/iris.onnx", Align: true, FOV: 53},
+		Preview: Preview{Enabled: true, FPS: 5, MaxWidth: 640, Quality: 70, MaxWatchers: 16},
+		HTTP:    HTTP{AllowedHosts: []string{}, ReadTimeout: Duration(30 * time.Second), IdleTimeout: Duration(2 * time.Minute)},
 	}
 	noEnv(t)
 	t.Run("values", func(t *testing.T) {
@@ -152,7 +153,10 @@ webrtc:
   max_frame_bytes: 1048576
   max_pixels: 2073600
 landmarks:
+  backend: mesh468
   model: /models/landmarks.dat
+  mesh_model: /models/facemesh.onnx
+  iris_model: ""
   align: false
   fov: 70
 preview:
@@ -222,7 +226,7 @@ var fullWant = Config{
 	WebSocket: WebSocket{SendQueue: 128, MaxDrops: 500, PingInterval: Duration(30 * time.Second), MaxClients: 40},
 	WebRTC: WebRTC{UDPPort: 8189, PortMin: 20000, PortMax: 20100, NAT1To1IPs: []string{"203.0.113.7"}, ReceiveBuffer: 8 << 20,
 		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com", MaxFrameBytes: 1 << 20, MaxPixels: 1920 * 1080},
-	Landmarks: Landmarks{Model: "/models/landmarks.dat", Align: false, FOV: 70},
+	Landmarks: Landmarks{Backend: "mesh468", Model: "/models/landmarks.dat", MeshModel: "/models/facemesh.onnx", IrisModel: "", Align: false, FOV: 70},
 	Preview:   Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50, MaxWatchers: 3},
 	HTTP: HTTP{AllowedHosts: []string{"affectd.lab.example"}, ReadTimeout: Duration(10 * time.Second), IdleTimeout: Duration(30 * time.Second),
 		TLS: TLS{Cert: "/etc/affectd/cert.pem", Key: "/etc/affectd/key.pem"}},
@@ -307,7 +311,7 @@ var confErrors = []struct {
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads, verify, verify_threshold)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
 		"demo.yaml:2: streams[0].url: required\n" +
-			"demo.yaml:3: streams[0].uri: unknown key (known: id, url, realtime, loop, width, height, fps, token, blendshapes, landmarks)"},
+			"demo.yaml:3: streams[0].uri: unknown key (known: id, url, realtime, loop, width, height, fps, token, blendshapes, landmarks, mesh)"},
 	{"wrong type int", "batch:\n  max_batch: big\n",
 		`demo.yaml:2: batch.max_batch: want an integer, got "big"`},
 	{"float for int", "onnxruntime:\n  threads: 2.5\n",
@@ -348,6 +352,8 @@ var confErrors = []struct {
 		"demo.yaml:2: onnxruntime.device_id: must be >= 0, got -2"},
 	{"landmarks fov", "landmarks:\n  fov: 200\n",
 		"demo.yaml:2: landmarks.fov: must be between 10 and 170 degrees, got 200"},
+	{"landmarks backend", "landmarks:\n  backend: mesh68\n",
+		"demo.yaml:2: landmarks.backend: must be mesh468 or dlib68, got \"mesh68\""},
 	{"detect_every 0", "detector:\n  detect_every: 0\n",
 		"demo.yaml:2: detector.detect_every: must be between 1 and 100, got 0"},
 	{"score_threshold 1.5", "detector:\n  score_threshold: 1.5\n",

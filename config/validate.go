@@ -93,14 +93,6 @@ func (h HTTP) validate(p *problems) {
 	}
 }
 
-func (l Landmarks) validate(p *problems) {
-	if l.FOV <= 10 || l.FOV >= 170 {
-		p.add("landmarks.fov", "must be between 10 and 170 degrees, got %g", l.FOV)
-	}
-	// align without a model is not an error: it is the default, and the
-	// detector's keypoints align when landmarks are off.
-}
-
 func (d Detector) validate(p *problems) {
 	required(p, "detector.model", d.Model)
 	if !(d.ScoreThreshold > 0 && d.ScoreThreshold < 1) {

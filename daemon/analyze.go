@@ -53,6 +53,8 @@ type AnalyzeOptions struct {
 	Format string
 	// Points adds the 68 landmarks (x_0…x_67, y_0…y_67) to the output.
 	Points bool
+	// Mesh adds the face mesh's 468 points to JSON Lines (mesh468).
+	Mesh bool
 	// Features adds MAE-Face's feature vector (f_0…) to the output.
 	Features bool
 	// Force re-analyses inputs whose output exists, and ignores interrupted
@@ -175,7 +177,7 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 		return nil, err
 	}
 	defer m.Close()
-	if m.Core.Engine == nil && m.Core.Landmarks == nil && !o.TrackOnly {
+	if m.Core.Engine == nil && !m.Core.HasLandmarks() && !o.TrackOnly {
 		return nil, errors.New("analyze: nothing to measure: no MAE-Face model (model.path) and no landmark model (landmarks.model)")
 	}
 	a := &analyzer{cfg: &c, m: m, o: o, seg: uint64(max(segmentBatches*o.Batch, minSegment))}

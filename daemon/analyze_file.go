@@ -61,9 +61,9 @@ func (a *analyzer) runFile(ctx context.Context, j *job) {
 func (a *analyzer) format() record.Format {
 	l := a.m.Core.Layout()
 	if a.o.Format == "jsonl" {
-		return &record.JSONL{Layout: l, Points: a.o.Points}
+		return &record.JSONL{Layout: l, Points: a.o.Points, Mesh: a.o.Mesh}
 	}
-	o := record.CSVOptions{Landmarks: a.m.Core.Landmarks != nil, Points: a.o.Points}
+	o := record.CSVOptions{Landmarks: a.m.Core.HasLandmarks(), Points: a.o.Points, Gaze: a.m.Core.Iris != nil}
 	if a.o.Features && a.m.Core.Engine != nil {
 		o.FeatureDim = a.m.Core.Engine.Metadata().FeatureDim
 	}

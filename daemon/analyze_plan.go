@@ -144,6 +144,7 @@ func (a *analyzer) signature(in string) (string, error) {
 		stamp(c.Detector.Model), c.Detector.ScoreThreshold, c.Detector.DetectEvery, c.Detector.RefineRuns, c.Detector.Threads,
 		c.Tracker.LostAfter.D(), c.Tracker.ConfirmHits, c.Align.Margin,
 		stamp(c.Landmarks.Model), c.Landmarks.Align, c.Landmarks.FOV, c.Smoothing,
+		c.Landmarks.Backend, stamp(c.Landmarks.MeshModel), stamp(c.Landmarks.IrisModel), a.o.Mesh,
 		c.Detector.Verify, c.Detector.VerifyThreshold, c.Tracker.Cuts, c.Tracker.FitThreshold, a.o.Frames, a.o.Neutral, stamp(a.o.Neutral),
 	}
 	h := sha256.New()

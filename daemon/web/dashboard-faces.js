@@ -27,7 +27,7 @@ function sourceLine(src) {
   for (const [from, heads] of groups) {
     let who = from;
     if (from === "model") who = `model “${model.name || "?"}”` + (model.demo ? " (demo, random weights)" : "");
-    else if (from === "landmarks") who = "landmark backend (dlib 68 points, computed every frame)";
+    else if (from === "landmarks") who = "landmark backend (68 points, computed every frame)";
     parts.push([heads.join(", "), who]);
   }
   return parts;
@@ -160,9 +160,12 @@ function makeFace(f) {
   const pg = svg("g", { visibility: "hidden" });
   const axes = ["#ff4b4b", "#3fdc5a", "#4c8dff"].map((c) => svg("line", { class: "axis", stroke: c }));
   pg.append(axes[2], axes[1], axes[0]); // X on top
-  g.append(box, lm, pg, lbl);
+  const gg = svg("g", { visibility: "hidden" }); // gaze arrows, one per eye
+  const gaze = [0, 1].map(() => svg("line", { class: "gaze" }));
+  gg.append(...gaze);
+  g.append(box, lm, pg, gg, lbl);
   overlay.append(g);
-  Object.assign(ui, { g, box, lbl, lm, pg, axes });
+  Object.assign(ui, { g, box, lbl, lm, pg, axes, gg, gaze });
   f.ui = ui;
   st.overlayKey = ""; // draw it now
 }
@@ -351,6 +354,23 @@ function drawFace(ui, id, d) {
   } else if (ui.pg.hasAttribute("data-pose")) {
     ui.pg.setAttribute("visibility", "hidden");
     ui.pg.removeAttribute("data-pose");
+  }
+  // Gaze (mesh468 with the iris model): an arrow from each iris centre
+  // along the gaze vector's x, y.
+  const gz = d.gaze;
+  if (gz && gz.at0 && gz.at1) {
+    [[gz.at0, gz.eye0], [gz.at1, gz.eye1]].forEach(([[cx, cy], v], i) => {
+      const line = ui.gaze[i];
+      line.setAttribute("x1", cx);
+      line.setAttribute("y1", cy);
+      line.setAttribute("x2", cx + 0.8 * w * v[0]);
+      line.setAttribute("y2", cy + 0.8 * w * v[1]);
+    });
+    ui.gg.setAttribute("visibility", "visible");
+    setAttr(ui.gg, "data-gaze", id);
+  } else if (ui.gg.hasAttribute("data-gaze")) {
+    ui.gg.setAttribute("visibility", "hidden");
+    ui.gg.removeAttribute("data-gaze");
   }
 }
 const clamp1 = (v) => Math.max(-1, Math.min(1, v));

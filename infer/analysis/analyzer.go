@@ -11,6 +11,7 @@ import (
 	"github.com/affectd/affectd/capture"
 	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/mesh"
 )
 
 // Options configure one analyzer: one source's frames.
@@ -102,7 +103,9 @@ type Analyzer struct {
 	res     FrameResult // reused for every frame
 	scratch []float32   // the dry run's crop
 	series  [2][]float32
-	err     error // stops Run: a sink's error, or a strict failure
+	mesh    mesh.Mesh   // the face being fitted (mesh468)
+	eyes    [14]float32 // its eyes' blend shapes, iris.BlendShapes order
+	err     error       // stops Run: a sink's error, or a strict failure
 
 	notify chan struct{} // a request is done
 	calib  chan calibrateRequest
@@ -141,7 +144,7 @@ func New(m *Models, o Options) (*Analyzer, error) {
 	}
 	tr, err := track.NewTracker(m.Detector, track.TrackerOptions{
 		Stream: o.Stream, IDs: o.IDs, DetectEvery: o.DetectEvery, LostAfter: o.LostAfter, ConfirmHits: o.ConfirmHits,
-		NoRefine: !o.Refine || (m.Landmarks != nil && o.LandmarkAlign), Verifier: m.Verifier,
+		NoRefine: !o.Refine || (m.HasLandmarks() && o.LandmarkAlign), Verifier: m.Verifier,
 	})
 	if err != nil {
 		return nil, err

@@ -124,6 +124,9 @@ func (a *Analyzer) writeFrame(pf *pendingFrame) {
 		if p.fitted {
 			fc.Landmarks = &p.points
 		}
+		if p.meshed {
+			fc.Mesh = &p.mesh
+		}
 		if p.fail != "" {
 			continue // no values in this frame
 		}
@@ -140,8 +143,11 @@ func (a *Analyzer) writeFrame(pf *pendingFrame) {
 		if p.posed {
 			fc.Pose = &p.pose
 		}
+		if p.gazed {
+			fc.Gaze = &p.gaze
+		}
 		if p.measured {
-			fc.LandmarkAU, fc.Blend = p.au[:], p.blend[:]
+			fc.LandmarkAU, fc.Blend = p.au[:], p.blend[:len(a.m.layout.BlendShapes)]
 			if a.m.lmHead >= 0 {
 				vals[a.m.lmHead] = fc.LandmarkAU
 			}

@@ -82,8 +82,17 @@ type Face struct {
 	// Blend holds the blend-shape weights, in Layout.BlendShapes order (nil
 	// without landmarks).
 	Blend []float32
-	// Landmarks are the 68 fitted points (nil without a fit).
+	// Landmarks are the 68 fitted points (nil without a fit). With the
+	// mesh468 backend they are the mesh's points through its documented
+	// 68-point map (track/mesh.Shape68).
 	Landmarks *[68][2]float32
+	// Mesh are the face mesh's 468 points (x, y in frame pixels, z depth
+	// in the same units, negative towards the camera), with the mesh468
+	// backend; nil otherwise.
+	Mesh *[468][3]float32
+	// Gaze is where the eyes look (mesh468 with the iris model; nil
+	// otherwise or when the eyes could not be fitted).
+	Gaze *Gaze
 	// Fit says how far the landmark fit strays from the detector's eyes,
 	// nose and mouth (the mean distance over the box width; 0 is perfect,
 	// FitThreshold the most trusted); -1 without a fit.
@@ -94,6 +103,21 @@ type Face struct {
 	// face turned far from the camera). A failed face keeps its box, id
 	// and points but carries no pose, AUs, blend shapes or model heads.
 	Fail string
+}
+
+// Gaze is OpenFace 2's gaze (its CSV's gaze_* columns): per-eye unit
+// vectors in camera coordinates (x right, y down, z away from the camera:
+// looking into the camera is about (0, 0, −1)) and the mean direction's
+// angles in radians (track/iris).
+type Gaze struct {
+	// Eye0 is the subject's right eye (the image's left, OpenFace's
+	// gaze_0), Eye1 the left (gaze_1).
+	Eye0, Eye1 [3]float32
+	// AngleX is + when the eyes look to the image's right (the subject's
+	// left), AngleY + when they look down (OpenFace's gaze_angle_x/y).
+	AngleX, AngleY float32
+	// At0 and At1 are the irises' centres in frame pixels (Eye0's, Eye1's).
+	At0, At1 [2]float32
 }
 
 // Reasons of Face.Fail.

@@ -7,6 +7,7 @@ import (
 	"github.com/affectd/affectd/infer"
 	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/mesh"
 )
 
 // faceState is everything kept about one tracked face between frames. It
@@ -16,6 +17,7 @@ type faceState struct {
 	lm       lmau.Face // the landmark AUs' neutral
 	lmSmooth filters   // landmark AUs and blend shapes
 	poseSm   filters
+	gazeSm   filters
 	est      estimate // the model's latest result, smoothed
 	estSm    filters
 	last     time.Time // when last sent to the model
@@ -59,14 +61,21 @@ type pendingFace struct {
 	res   *infer.Result  // the request's result, while the frame is written
 
 	fitted, posed, measured bool
+	meshed, gazed           bool
 	fit                     float32 // Face.Fit
 	fail                    string  // Face.Fail
 	points                  [68][2]float32
+	mesh                    [mesh.N][3]float32
 	pose                    Pose
+	gaze                    Gaze
 	au                      [lmau.NumAUs]float32 // smoothed
-	blend                   [16]float32          // smoothed
+	blend                   [maxBlend]float32    // smoothed; Layout.BlendShapes' length used
 	poseVals                [9]float32           // yaw, pitch, roll, T, R
+	gazeVals                [12]float32          // Eye0, Eye1, AngleX, AngleY, At0, At1
 }
+
+// maxBlend bounds Layout.BlendShapes (lmau's and the eyes').
+const maxBlend = 32
 
 // lateRequest is a result that missed its frame's deadline: it updates
 // the face's estimate when it comes, for a later frame.

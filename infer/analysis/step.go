@@ -11,7 +11,9 @@ import (
 	"github.com/affectd/affectd/infer"
 	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/iris"
 	"github.com/affectd/affectd/track/landmarks"
+	"github.com/affectd/affectd/track/mesh"
 )
 
 // step analyses one frame up to the model: track, landmarks, pose and
@@ -57,7 +59,7 @@ func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	a.nfaces.Store(int32(len(u.Faces)))
 	a.width.Store(int32(pf.w))
 	a.height.Store(int32(pf.h))
-	if a.m.Landmarks != nil {
+	if a.m.HasLandmarks() {
 		a.fit(f, pf)
 	}
 	if a.m.Engine != nil || a.o.DryRun {
@@ -86,7 +88,7 @@ func (a *Analyzer) fit(f *capture.Frame, pf *pendingFrame) {
 	for i := range pf.faces {
 		start := time.Now()
 		p := &pf.faces[i]
-		s, err := a.m.Landmarks.Fit(f.Mat, p.face.Box)
+		s, err := a.fitFace(f, p)
 		if err != nil {
 			a.sm.skip("landmarks_error")
 			pf.stats.LandmarkErrors++
@@ -120,13 +122,59 @@ func (a *Analyzer) fit(f *capture.Frame, pf *pendingFrame) {
 		}
 		if r, ok := fs.lm.Update((*lmau.Shape)(&s)); ok {
 			p.measured = true
-			p.au, p.blend = r.AU, r.Blend
-			a.series[0], a.series[1] = p.au[:], p.blend[:]
+			p.au = r.AU
+			copy(p.blend[:], r.Blend[:])
+			if p.gazed {
+				for k, v := range a.eyes {
+					p.blend[a.m.eyeBlend[k]] = v
+				}
+			}
+			a.series[0], a.series[1] = p.au[:], p.blend[:len(a.m.layout.BlendShapes)]
 			fs.lmSmooth.apply(&a.o.Smoothing, pf.pts, a.series[:2], nil)
+		}
+		if p.gazed {
+			a.series[0] = p.gazeVals[:]
+			fs.gazeSm.apply(&a.o.Smoothing, pf.pts, a.series[:1], nil)
+			v := &p.gazeVals
+			p.gaze = Gaze{Eye0: [3]float32{v[0], v[1], v[2]}, Eye1: [3]float32{v[3], v[4], v[5]}, AngleX: v[6], AngleY: v[7],
+				At0: [2]float32{v[8], v[9]}, At1: [2]float32{v[10], v[11]}}
 		}
 		pf.stats.Landmarks += time.Since(start)
 		a.emit(time.Now())
 	}
+}
+
+// fitFace fits a face's 68 points with the landmark backend; the mesh468
+// backend also keeps the mesh's points and, with the iris model, the gaze
+// and the eyes' blend shapes (a.eyes). A mesh that sees no face is an
+// error: its points would be a guess.
+func (a *Analyzer) fitFace(f *capture.Frame, p *pendingFace) (landmarks.Shape, error) {
+	p.meshed, p.gazed = false, false
+	if a.m.Mesh == nil {
+		return a.m.Landmarks.Fit(f.Mat, p.face.Box)
+	}
+	ms := &a.mesh
+	var err error
+	if *ms, err = a.m.Mesh.FitRolled(f.Mat, p.face.Box, mesh.Roll(&p.face.Keypoints)); err != nil {
+		return landmarks.Shape{}, err
+	}
+	if ms.Face < MinMeshFace {
+		return landmarks.Shape{}, fmt.Errorf("the face mesh sees no face (flag %.2f)", ms.Face)
+	}
+	p.meshed = true
+	for k, q := range ms.Points {
+		p.mesh[k] = [3]float32{q.X, q.Y, q.Z}
+	}
+	if a.m.Iris != nil {
+		if eyes, err := a.m.Iris.Fit(f.Mat, ms); err == nil {
+			p.gazed = true
+			r, l := eyes.Right.Gaze, eyes.Left.Gaze
+			ri, li := eyes.Right.Iris[0], eyes.Left.Iris[0]
+			p.gazeVals = [12]float32{r[0], r[1], r[2], l[0], l[1], l[2], eyes.AngleX, eyes.AngleY, ri.X, ri.Y, li.X, li.Y}
+			a.eyes = iris.Blend(ms, &eyes)
+		}
+	}
+	return ms.Shape68(), nil
 }
 
 // fitDistance is how far a landmark fit strays from the tracker's

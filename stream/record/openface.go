@@ -15,6 +15,9 @@ type CSVOptions struct {
 	Landmarks bool
 	// Points adds the 68 landmarks (x_0…x_67, y_0…y_67).
 	Points bool
+	// Gaze adds OpenFace's gaze columns (gaze_0_x … gaze_angle_y: the
+	// mesh468 backend with the iris model).
+	Gaze bool
 	// FeatureDim adds the model's feature vector (f_0…); 0: none.
 	FeatureDim int
 }
@@ -26,6 +29,7 @@ type CSVOptions struct {
 // in their columns.
 type CSV struct {
 	cols      []string
+	gaze      bool  // gaze_*
 	pose      bool  // pose_T*, pose_R*
 	points    bool  // x_*, y_*
 	lmR       bool  // AUxx_r from the landmark backend
@@ -42,6 +46,10 @@ type CSV struct {
 func NewCSV(l *analysis.Layout, o CSVOptions) *CSV {
 	c := &CSV{auHead: -1, threshold: 0.5, featDim: o.FeatureDim}
 	c.cols = []string{"frame", "face_id", "timestamp", "confidence", "success"}
+	if o.Gaze { // OpenFace's place: before the pose
+		c.gaze = true
+		c.cols = append(c.cols, "gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y")
+	}
 	if o.Landmarks {
 		c.pose = true
 		c.cols = append(c.cols, "pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz")
@@ -184,6 +192,15 @@ func (c *CSV) row(buf []byte, r *analysis.FrameResult, f *analysis.Face) []byte 
 	num(float32(r.PTS.Seconds()), 3)
 	num(Confidence(f), 3)
 	flag(success)
+	if c.gaze {
+		var g analysis.Gaze
+		if f.Gaze != nil {
+			g = *f.Gaze
+		}
+		for _, v := range [...]float32{g.Eye0[0], g.Eye0[1], g.Eye0[2], g.Eye1[0], g.Eye1[1], g.Eye1[2], g.AngleX, g.AngleY} {
+			num(v, 3)
+		}
+	}
 	if c.pose {
 		var p analysis.Pose
 		if f.Pose != nil {

@@ -40,6 +40,8 @@ func main() {
 		err = benchRig(os.Args[2:])
 	case "quant":
 		err = benchQuant(os.Args[2:])
+	case "faces":
+		err = benchFaces(os.Args[2:])
 	default:
 		usage()
 	}
@@ -55,6 +57,7 @@ func usage() {
 commands:
   infer   bare ONNX Runtime session vs the micro-batching engine (faces/s, latency)
   track   decoding vs ffmpeg, and capture+detect+track+align frames/s
+  faces   face mesh and iris per face (one thread), and the pipeline with them
   e2e     the real daemon on N paced 720p streams: fps per stream, latency, drops
   latency glass-to-socket latency of WHIP and RTSP ingest, same clip, one run
   analyze offline analysis vs its two halves alone (fps, bound, ratio)
@@ -101,6 +104,9 @@ func benchConfig(modelPath string) (*config.Config, error) {
 	cfg.ORT.Library = lib
 	cfg.Model.Path = modelPath
 	cfg.Detector.Model = filepath.Join(cache, "blazeface", "1.2.0", "face_detection_back_256x256.onnx")
+	hm := filepath.Join(cache, "human-models", testenv.HumanModelsVersion, "onnx")
+	cfg.Landmarks.MeshModel = filepath.Join(hm, "facemesh.onnx")
+	cfg.Landmarks.IrisModel = filepath.Join(hm, "iris.onnx")
 	return &cfg, nil
 }
 
