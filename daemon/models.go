@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -246,7 +247,9 @@ func loadMesh(cfg *config.Config, log *slog.Logger) (*mesh.Mesher, *iris.Fitter,
 		return nil, nil, nil
 	}
 	start := time.Now()
-	me, err := mesh.New(cfg.ORT.Library, l.MeshModel)
+	// One runner per CPU (at most 8): streams fit in parallel, each fit on
+	// one thread.
+	me, err := mesh.NewPool(cfg.ORT.Library, l.MeshModel, min(runtime.GOMAXPROCS(0), 8))
 	if err != nil {
 		return nil, nil, fmt.Errorf("landmarks: %w", err)
 	}

@@ -56,10 +56,19 @@ type Mesh struct {
 // ErrClosed is returned by Fit after Close.
 var ErrClosed = errors.New("mesh: closed")
 
-// Mesher fits meshes. Fit is safe for concurrent use (one run at a time:
-// the input tensor and crop are the Mesher's own).
+// Mesher fits meshes. Fit is safe for concurrent use: each fit takes one
+// of the Mesher's runners (an ONNX Runtime session on one thread, its
+// tensors and crop), waiting while all are busy, so that streams fit in
+// parallel up to the pool's size and no faster than the CPUs allow.
 type Mesher struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex // Fit holds it shared; Close exclusively
+	free    chan *runner
+	runners []*runner
+	closed  bool
+}
+
+// runner is one session with its buffers: one fit at a time.
+type runner struct {
 	s       *ort.AdvancedSession
 	in      *ort.Tensor[float32]
 	pts     *ort.Tensor[float32]
@@ -67,44 +76,74 @@ type Mesher struct {
 	contour *ort.Tensor[float32]
 	crop    gocv.Mat
 	affine  gocv.Mat // 2×3 float64, frame → crop; rewritten by each Fit
-	closed  bool
 }
 
-// New loads the converted face mesh model (facemesh.onnx) with one intra-op
-// thread (streams fit in parallel, each on one thread).
-func New(lib, model string) (*Mesher, error) {
+// New loads the converted face mesh model (facemesh.onnx) with one runner
+// (one intra-op thread).
+func New(lib, model string) (*Mesher, error) { return NewPool(lib, model, 1) }
+
+// NewPool loads the model into n runners (n < 1 means 1): up to n fits run
+// at once, each on one thread.
+func NewPool(lib, model string, n int) (*Mesher, error) {
 	if err := ortenv.Init(lib); err != nil {
 		return nil, err
 	}
-	m := &Mesher{crop: gocv.NewMat(), affine: gocv.Zeros(2, 3, gocv.MatTypeCV64F)}
+	n = max(n, 1)
+	m := &Mesher{free: make(chan *runner, n)}
+	for range n {
+		r, err := newRunner(model)
+		if r != nil {
+			m.runners = append(m.runners, r)
+			m.free <- r
+		}
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("mesh: %s: %w", model, err)
+		}
+	}
+	return m, nil
+}
+
+// newRunner makes a runner; on error the part made comes back with it, for
+// Close.
+func newRunner(model string) (*runner, error) {
+	r := &runner{crop: gocv.NewMat(), affine: gocv.Zeros(2, 3, gocv.MatTypeCV64F)}
 	var err error
-	fail := func(e error) (*Mesher, error) { m.Close(); return nil, fmt.Errorf("mesh: %s: %w", model, e) }
-	if m.in, err = ort.NewEmptyTensor[float32](ort.NewShape(1, Size, Size, 3)); err != nil {
-		return fail(err)
+	if r.in, err = ort.NewEmptyTensor[float32](ort.NewShape(1, Size, Size, 3)); err != nil {
+		return r, err
 	}
-	if m.pts, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 3*N)); err != nil {
-		return fail(err)
+	if r.pts, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 3*N)); err != nil {
+		return r, err
 	}
-	if m.flag, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 1)); err != nil {
-		return fail(err)
+	if r.flag, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 1)); err != nil {
+		return r, err
 	}
-	if m.contour, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 266)); err != nil {
-		return fail(err)
+	if r.contour, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 266)); err != nil {
+		return r, err
 	}
 	so, err := ort.NewSessionOptions()
 	if err != nil {
-		return fail(err)
+		return r, err
 	}
 	defer so.Destroy()
 	if err := so.SetIntraOpNumThreads(1); err != nil {
-		return fail(err)
+		return r, err
 	}
-	m.s, err = ort.NewAdvancedSession(model, []string{"input_1"}, []string{"output_mesh", "output_faceflag", "output_contours"},
-		[]ort.Value{m.in}, []ort.Value{m.pts, m.flag, m.contour}, so)
-	if err != nil {
-		return fail(err)
+	r.s, err = ort.NewAdvancedSession(model, []string{"input_1"}, []string{"output_mesh", "output_faceflag", "output_contours"},
+		[]ort.Value{r.in}, []ort.Value{r.pts, r.flag, r.contour}, so)
+	return r, err
+}
+
+func (r *runner) close() error {
+	if r.s != nil {
+		r.s.Destroy()
 	}
-	return m, nil
+	for _, t := range []*ort.Tensor[float32]{r.in, r.pts, r.flag, r.contour} {
+		if t != nil {
+			t.Destroy()
+		}
+	}
+	return errors.Join(r.crop.Close(), r.affine.Close())
 }
 
 // Fit runs the mesh on the face in box (frame pixels) of a BGR frame.
@@ -134,44 +173,47 @@ func (m *Mesher) FitRolled(frame gocv.Mat, box track.Rect, roll float64) (Mesh, 
 	cx, cy := float64(c.X), float64(c.Y)
 	scale := Size / side
 	cos, sin := math.Cos(roll), math.Sin(roll)
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	if m.closed {
 		return out, ErrClosed
 	}
+	r := <-m.free
+	defer func() { m.free <- r }()
 	// Frame → crop: u = scale·R(−roll)·(x − c) + Size/2.
-	M := m.affine
+	M := r.affine
 	M.SetDoubleAt(0, 0, scale*cos)
 	M.SetDoubleAt(0, 1, scale*sin)
 	M.SetDoubleAt(0, 2, Size/2-scale*(cos*cx+sin*cy))
 	M.SetDoubleAt(1, 0, -scale*sin)
 	M.SetDoubleAt(1, 1, scale*cos)
 	M.SetDoubleAt(1, 2, Size/2-scale*(-sin*cx+cos*cy))
-	gocv.WarpAffineWithParams(frame, &m.crop, M, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
-	pix, err := m.crop.DataPtrUint8()
+	gocv.WarpAffineWithParams(frame, &r.crop, M, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+	pix, err := r.crop.DataPtrUint8()
 	if err != nil {
 		return out, err
 	}
-	in := m.in.GetData()
+	in := r.in.GetData()
 	for i := 0; i < Size*Size; i++ {
 		in[3*i], in[3*i+1], in[3*i+2] = float32(pix[3*i+2])/255, float32(pix[3*i+1])/255, float32(pix[3*i])/255
 	}
-	if err := m.s.Run(); err != nil {
+	if err := r.s.Run(); err != nil {
 		return out, fmt.Errorf("mesh: %w", err)
 	}
 	// Crop → frame: x = c + R(roll)·(u − Size/2)/scale.
-	p := m.pts.GetData()
+	p := r.pts.GetData()
 	inv := 1 / scale
 	c0, s0 := float32(cos*inv), float32(sin*inv)
 	for i := range out.Points {
 		du, dv := p[3*i]-Size/2, p[3*i+1]-Size/2
 		out.Points[i] = Point3{X: c.X + c0*du - s0*dv, Y: c.Y + s0*du + c0*dv, Z: p[3*i+2] * float32(inv)}
 	}
-	out.Face = m.flag.GetData()[0]
+	out.Face = r.flag.GetData()[0]
 	return out, nil
 }
 
-// Close frees the session and buffers; it is safe to call twice.
+// Close frees the sessions and buffers, after the fits in flight; it is
+// safe to call twice.
 func (m *Mesher) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -179,15 +221,11 @@ func (m *Mesher) Close() error {
 		return nil
 	}
 	m.closed = true
-	if m.s != nil {
-		m.s.Destroy()
+	var errs []error
+	for _, r := range m.runners {
+		errs = append(errs, r.close())
 	}
-	for _, t := range []*ort.Tensor[float32]{m.in, m.pts, m.flag, m.contour} {
-		if t != nil {
-			t.Destroy()
-		}
-	}
-	return errors.Join(m.crop.Close(), m.affine.Close())
+	return errors.Join(errs...)
 }
 
 // Roll is the angle FitRolled takes from a face's keypoints: the line

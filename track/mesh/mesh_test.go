@@ -1,8 +1,11 @@
 package mesh_test
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -141,4 +144,55 @@ func BenchmarkFit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "mesh_ms")
+}
+
+// TestPoolConcurrent: a pool of two runners fitting from four goroutines
+// gives every fit exactly the lone fit's points, and Close waits for
+// them; Fit after Close says ErrClosed.
+func TestPoolConcurrent(t *testing.T) {
+	lib := testenv.RequireORT(t)
+	p, err := mesh.NewPool(lib, testenv.HumanModel(t, "facemesh"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cache, _ := testenv.Cache()
+	img := gocv.IMRead(filepath.Join(cache, "photos", "grace_hopper_512x512.jpg"), gocv.IMReadColor)
+	defer img.Close()
+	boxes := []track.Rect{{X: 150, Y: 100, W: 200, H: 250}, {X: 140, Y: 90, W: 220, H: 260}}
+	var want [2]mesh.Mesh
+	for i, b := range boxes {
+		if want[i], err = p.FitRolled(img, b, 0.1*float64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < 20; k++ {
+				i := (g + k) % 2
+				got, err := p.FitRolled(img, boxes[i], 0.1*float64(i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got != want[i] {
+					errs <- fmt.Errorf("goroutine %d fit %d: differs from the lone fit", g, k)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	p.Close()
+	if _, err := p.Fit(img, boxes[0]); !errors.Is(err, mesh.ErrClosed) {
+		t.Errorf("Fit after Close: %v", err)
+	}
 }
