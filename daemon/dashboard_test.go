@@ -30,7 +30,7 @@ const dashToken = "dash-s3cret"
 // (and more streams if given).
 func dashConfig(t *testing.T, preview bool, more ...streamSpec) string {
 	t.Helper()
-	cfg := configYAML(t, paths(t), fmt.Sprintf("auth_token: %s\npreview:\n  enabled: %v", dashToken, preview),
+	cfg := configYAML(t, paths(t), fmt.Sprintf("auth_token: %s\npreview:\n  enabled: %v\n%s", dashToken, preview, meshConfig(t)),
 		append([]streamSpec{{"cam", clipPath(t, "two_faces"), true}}, more...)...)
 	return strings.Replace(cfg, "    loop: true\n", "    loop: true\n    landmarks: true\n", 1)
 }
@@ -39,7 +39,8 @@ func dashConfig(t *testing.T, preview bool, more ...streamSpec) string {
 // ?token= and ?stream=; within 45 s the page counts frames of the stream,
 // shows a card per face whose AU bars, valence/arousal plane and
 // expression bars (a softmax: they sum to 1) move, draws the boxes over
-// the MJPEG preview where the faces are and the head-pose axes, and lists
+// the MJPEG preview where the faces are, the head-pose axes and the gaze
+// arrows (landmarks.backend mesh468 with the iris model), and lists
 // the stream as up. The page is static and open; the data endpoints still
 // want the token. A screenshot goes to the test artefacts (dashboard.png).
 func TestDashboard(t *testing.T) {
@@ -108,6 +109,9 @@ func TestDashboard(t *testing.T) {
 		}
 		if len(s2.Poses) == 0 {
 			return errors.New("no head-pose axes ([data-pose]), though the daemon has landmarks")
+		}
+		if len(s2.Gazes) == 0 {
+			return errors.New("no gaze arrows ([data-gaze]), though the daemon runs the mesh and iris models")
 		}
 		for _, f := range s2.Faces {
 			if !strings.Contains(f.Source, "au=model") {
@@ -249,6 +253,7 @@ type dashSnapshot struct {
 		StageHeight, SourceH float64
 	} `json:"boxes"`
 	Poses   []string `json:"poses"`
+	Gazes   []string `json:"gazes"`
 	Preview struct {
 		Src          string `json:"src"`
 		NaturalWidth int    `json:"naturalWidth"`
@@ -289,6 +294,7 @@ const dashSnapshotJS = `(() => {
         SourceW: vb[2], SourceH: vb[3]};
     }),
     poses: q(document, "[data-pose]").map((g) => g.dataset.pose),
+    gazes: q(document, "[data-gaze]").map((g) => g.dataset.gaze),
     preview: {src: img.getAttribute("src") || "", naturalWidth: img.naturalWidth},
     placeholder: ph.hidden ? "" : ph.textContent.trim(),
     url: location.href,

@@ -258,7 +258,7 @@ func loadMesh(cfg *config.Config, log *slog.Logger) (*mesh.Mesher, *iris.Fitter,
 		log.Info("no iris model (landmarks.iris_model is empty): no gaze or eye blend shapes")
 	} else if _, err := os.Stat(l.IrisModel); err != nil {
 		log.Warn("no iris model: no gaze or eye blend shapes (run `make setup`, or set landmarks.iris_model)", "path", l.IrisModel, "err", err)
-	} else if ir, err = iris.New(cfg.ORT.Library, l.IrisModel); err != nil {
+	} else if ir, err = iris.NewPool(cfg.ORT.Library, l.IrisModel, min(runtime.GOMAXPROCS(0), 8)); err != nil {
 		me.Close()
 		return nil, nil, fmt.Errorf("landmarks: %w", err)
 	}

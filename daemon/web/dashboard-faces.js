@@ -408,6 +408,7 @@ function tick() {
 // ---- start -------------------------------------------------------------
 setInterval(tick, POLL_MS);
 setInterval(schedule, 250); // removes stale faces when no frames come
+new ResizeObserver(rescale).observe(stage);
 renderDetails();
 if (st.selected) select(st.selected);
 else connect(); // the hello names the streams; the first is selected

@@ -165,7 +165,9 @@ function rescale() {
   st.overlayKey = "";
   schedule();
 }
-new ResizeObserver(rescale).observe(stage);
+// (observed from the start section of dashboard-faces.js, the last script:
+// the observer's first call comes as soon as layout is done, and may come
+// before a later deferred script has run.)
 
 // Head pose axes. The daemon's angles (track/landmarks.Pose): camera axes
 // x right, y down, z away from the camera; yaw + turns the nose to the
