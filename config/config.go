@@ -32,8 +32,10 @@ type Config struct {
 	WebSocket WebSocket `yaml:"websocket"`
 	WebRTC    WebRTC    `yaml:"webrtc"`
 	Landmarks Landmarks `yaml:"landmarks"`
-	Preview   Preview   `yaml:"preview"`
-	HTTP      HTTP      `yaml:"http"`
+	// ExpressionFER adds the expression_fer head (config/landmarks.go).
+	ExpressionFER ExpressionFER `yaml:"expression_fer"`
+	Preview       Preview       `yaml:"preview"`
+	HTTP          HTTP          `yaml:"http"`
 	// Streams are the video sources. None is valid: the daemon idles until
 	// a reload gives it some.
 	Streams []Stream `yaml:"streams"`
@@ -371,6 +373,7 @@ func (c *Config) resolvePaths(dir string) {
 	c.ORT.OptimizedModel = resolvePath(dir, c.ORT.OptimizedModel)
 	c.Detector.Model = resolvePath(dir, c.Detector.Model)
 	c.Landmarks.resolvePaths(dir)
+	c.ExpressionFER.Model = resolvePath(dir, c.ExpressionFER.Model)
 	c.HTTP.TLS.Cert = resolvePath(dir, c.HTTP.TLS.Cert)
 	c.HTTP.TLS.Key = resolvePath(dir, c.HTTP.TLS.Key)
 	for i, s := range c.Streams {

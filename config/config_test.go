@@ -159,6 +159,8 @@ landmarks:
   iris_model: ""
   align: false
   fov: 70
+expression_fer:
+  model: /models/emotion.onnx
 preview:
   enabled: false
   fps: 2
@@ -226,8 +228,9 @@ var fullWant = Config{
 	WebSocket: WebSocket{SendQueue: 128, MaxDrops: 500, PingInterval: Duration(30 * time.Second), MaxClients: 40},
 	WebRTC: WebRTC{UDPPort: 8189, PortMin: 20000, PortMax: 20100, NAT1To1IPs: []string{"203.0.113.7"}, ReceiveBuffer: 8 << 20,
 		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com", MaxFrameBytes: 1 << 20, MaxPixels: 1920 * 1080},
-	Landmarks: Landmarks{Backend: "mesh468", Model: "/models/landmarks.dat", MeshModel: "/models/facemesh.onnx", IrisModel: "", Align: false, FOV: 70},
-	Preview:   Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50, MaxWatchers: 3},
+	Landmarks:     Landmarks{Backend: "mesh468", Model: "/models/landmarks.dat", MeshModel: "/models/facemesh.onnx", IrisModel: "", Align: false, FOV: 70},
+	ExpressionFER: ExpressionFER{Model: "/models/emotion.onnx"},
+	Preview:       Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50, MaxWatchers: 3},
 	HTTP: HTTP{AllowedHosts: []string{"affectd.lab.example"}, ReadTimeout: Duration(10 * time.Second), IdleTimeout: Duration(30 * time.Second),
 		TLS: TLS{Cert: "/etc/affectd/cert.pem", Key: "/etc/affectd/key.pem"}},
 	Streams: []Stream{
@@ -306,7 +309,7 @@ var confErrors = []struct {
 	name, doc, want string
 }{
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
-		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, http, streams, outputs)"},
+		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, preview, http, streams, outputs)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads, verify, verify_threshold)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
@@ -404,7 +407,7 @@ var confErrors = []struct {
 	{"decode and check errors together", "websocket:\n  send_queue: 0\n  ping_interval: soon\nbogus: 1\n",
 		"demo.yaml:2: websocket.send_queue: must be between 1 and 100000, got 0\n" +
 			`demo.yaml:3: websocket.ping_interval: want a duration such as "5ms", "1.5s" or "2m", got "soon"` + "\n" +
-			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, preview, http, streams, outputs)"},
+			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, preview, http, streams, outputs)"},
 	{"tabs", "detector:\n  model: /m.onnx\n\tthreads: 2\n",
 		"demo.yaml:3: tab in indentation (YAML indents with spaces only)"},
 	{"syntax error", "detector:\n  model: [a\n",

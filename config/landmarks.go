@@ -62,3 +62,12 @@ func (l Landmarks) validate(p *problems) {
 	// align without a model is not an error: it is the default, and the
 	// detector's keypoints align when landmarks are off.
 }
+
+// ExpressionFER configures the expression_fer head: seven FER-2013
+// expression classes from track/emotion on every face of every frame,
+// beside (never instead of) a MAE-Face model's heads.
+type ExpressionFER struct {
+	// Model is the converted emotion model (emotion.onnx); "" (the
+	// default for now) turns the head off, a missing file too (logged).
+	Model string `yaml:"model"`
+}

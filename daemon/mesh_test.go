@@ -213,3 +213,53 @@ func TestAnalyzeMesh(t *testing.T) {
 		t.Errorf("-backend mesh999: status %d, %s", r.code, r.stderr)
 	}
 }
+
+// TestAnalyzeExpressionFER: with expression_fer.model set, `affectd
+// analyze` writes the head's seven columns (expression_fer_angry …
+// expression_fer_neutral) on every row, a softmax; on the public-domain
+// photos the astronaut (smiling broadly) reads happy, Grace Hopper (mouth
+// closed) does not (track/emotion measured happy 0.9999 and 0.014).
+func TestAnalyzeExpressionFER(t *testing.T) {
+	p := paths(t)
+	cfgPath := filepath.Join(t.TempDir(), "affectd.yaml")
+	cfg := fmt.Sprintf("onnxruntime:\n  library: %s\nmodel:\n  path: \"\"\ndetector:\n  model: %s\nexpression_fer:\n  model: %s\nstreams: []\n",
+		p.lib, p.detector, testenv.HumanModel(t, "emotion"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache, _ := testenv.Cache()
+	out := t.TempDir()
+	photos := map[string]string{"astronaut": "astronaut.png", "grace_hopper_512x512": "grace_hopper_512x512.jpg"}
+	var args []string
+	for _, f := range photos {
+		args = append(args, filepath.Join(cache, "photos", f))
+	}
+	if r := runAnalyze(t, append([]string{"-config", cfgPath, "-out", out, "-quiet"}, args...)...); r.code != 0 {
+		t.Fatalf("analyze: status %d\n%s", r.code, r.stderr)
+	}
+	labels := []string{"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+	for name := range photos {
+		header, rows := readCSV(t, filepath.Join(out, name+".csv"))
+		at := slices.Index(header, "expression_fer_angry")
+		if at < 0 || len(rows) != 1 {
+			t.Fatalf("%s: columns %v, %d rows", name, header, len(rows))
+		}
+		top, sum := 0, 0.0
+		for k, lb := range labels {
+			if header[at+k] != "expression_fer_"+lb {
+				t.Fatalf("%s: column %d is %s, want expression_fer_%s", name, at+k, header[at+k], lb)
+			}
+			sum += rows[0][at+k]
+			if rows[0][at+k] > rows[0][at+top] {
+				top = k
+			}
+		}
+		t.Logf("%s: expression_fer %v (top %s)", name, rows[0][at:at+7], labels[top])
+		if math.Abs(sum-1) > 0.002 {
+			t.Errorf("%s: the scores sum to %.4f", name, sum)
+		}
+		if (name == "astronaut") != (labels[top] == "happy") {
+			t.Errorf("%s: top label %s", name, labels[top])
+		}
+	}
+}

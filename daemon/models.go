@@ -16,6 +16,7 @@ import (
 	"github.com/affectd/affectd/infer/analysis"
 	"github.com/affectd/affectd/stream"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/emotion"
 	"github.com/affectd/affectd/track/iris"
 	"github.com/affectd/affectd/track/landmarks"
 	"github.com/affectd/affectd/track/mesh"
@@ -102,6 +103,9 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 			if ir != nil {
 				ir.Close()
 			}
+			if m.Core != nil && m.Core.FER != nil {
+				m.Core.FER.Close()
+			}
 		}
 	}()
 	if me, ir, err = loadMesh(cfg, o.Log); err != nil {
@@ -136,6 +140,21 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if p := cfg.ExpressionFER.Model; p != "" {
+		if _, serr := os.Stat(p); serr != nil {
+			o.Log.Warn("expression_fer off: no emotion model (run `make setup`, or set expression_fer.model)", "path", p, "err", serr)
+		} else {
+			c, err := emotion.NewPool(cfg.ORT.Library, p, min(runtime.GOMAXPROCS(0), 8))
+			if err != nil {
+				return nil, fmt.Errorf("expression_fer: %w", err)
+			}
+			if err := m.Core.AddFER(c); err != nil {
+				c.Close()
+				return nil, err
+			}
+			o.Log.Info("expression_fer loaded", "path", p, "origin", emotion.Origin)
+		}
 	}
 	if cfg.Detector.Verify {
 		if m.verifier, err = verify.New(cfg.Detector.VerifyThreshold); err != nil {
@@ -328,6 +347,9 @@ func (m *Models) Close() {
 		}
 		if m.Core.Iris != nil {
 			m.Core.Iris.Close()
+		}
+		if m.Core.FER != nil {
+			m.Core.FER.Close()
 		}
 		if m.verifier != nil {
 			m.verifier.Close()

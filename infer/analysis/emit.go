@@ -146,6 +146,9 @@ func (a *Analyzer) writeFrame(pf *pendingFrame) {
 		if p.gazed {
 			fc.Gaze = &p.gaze
 		}
+		if p.fer && a.m.ferHead >= 0 {
+			vals[a.m.ferHead] = p.ferVals[:]
+		}
 		if p.measured {
 			fc.LandmarkAU, fc.Blend = p.au[:], p.blend[:len(a.m.layout.BlendShapes)]
 			if a.m.lmHead >= 0 {

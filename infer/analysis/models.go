@@ -10,6 +10,7 @@ import (
 	"github.com/affectd/affectd/infer"
 	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/emotion"
 	"github.com/affectd/affectd/track/iris"
 	"github.com/affectd/affectd/track/landmarks"
 	"github.com/affectd/affectd/track/mesh"
@@ -30,6 +31,8 @@ type Models struct {
 	// the gaze and the eye blend shapes.
 	Mesh *mesh.Mesher
 	Iris *iris.Fitter
+	// FER is the expression_fer head's classifier (AddFER; nil: none).
+	FER *emotion.Classifier
 	// Engine runs the MAE-Face model (nil: no model).
 	Engine *infer.Engine
 	// Aligner crops faces for the model (required with Engine, and for a
@@ -44,6 +47,7 @@ type Models struct {
 	lmHead     int    // the landmark AU head's index in layout (-1: none)
 	softmax    []bool // per model head
 	eyeBlend   []int  // iris.BlendShapes' places in layout.BlendShapes
+	ferHead    int    // expression_fer's index in layout (-1: none)
 }
 
 // NewModels checks the parts and works out the Layout: the model's heads,
@@ -84,7 +88,7 @@ func newModels(m *Models) (*Models, error) {
 	if eng != nil && al == nil {
 		return nil, errors.New("analysis: a model without an aligner")
 	}
-	m.lmHead = -1
+	m.lmHead, m.ferHead = -1, -1
 	m.layout.BlendShapes = lmau.BlendShapes
 	if m.Mesh != nil && m.Iris != nil {
 		// The eyes' shapes from the iris model replace the 68 points'
@@ -181,4 +185,31 @@ func (m *Models) fitShape(img gocv.Mat, box track.Rect, roll float64) (landmarks
 		return landmarks.Shape{}, fmt.Errorf("analysis: the face mesh sees no face (flag %.2f)", ms.Face)
 	}
 	return ms.Shape68(), nil
+}
+
+// FERSource is the expression_fer head's HeadInfo.Source: its numbers come
+// from track/emotion's FER-2013 classifier, not from MAE-Face.
+const FERSource = "fer2013"
+
+// AddFER adds the expression_fer head: track/emotion's seven FER-2013
+// classes (softmax), computed on every face of every frame from the
+// detector's box. Call it once, before any analyzer is made. A MAE-Face
+// model's own expression head stays "expression" (or its name); both are
+// there.
+func (m *Models) AddFER(c *emotion.Classifier) error {
+	if c == nil || m.FER != nil {
+		return errors.New("analysis: AddFER wants one classifier, once")
+	}
+	for _, h := range m.layout.Heads {
+		if h.Name == "expression_fer" {
+			return errors.New("analysis: the model has a head named expression_fer already")
+		}
+	}
+	m.FER = c
+	m.ferHead = len(m.layout.Heads)
+	m.layout.Heads = append(m.layout.Heads, HeadInfo{
+		Name: "expression_fer", Labels: emotion.Labels, Activation: "softmax", Source: FERSource, Range: "0..1",
+		Origin: emotion.Origin,
+	})
+	return nil
 }

@@ -145,12 +145,16 @@ type HeadInfo struct {
 	Labels     []string `json:"labels"`
 	Activation string   `json:"activation"`
 	Threshold  *float32 `json:"threshold,omitempty"`
-	// Source is "model" (the MAE-Face model's head) or "landmarks" (the
-	// landmark backend: computed on every frame).
+	// Source is "model" (the MAE-Face model's head), "landmarks" (the
+	// landmark backend: computed on every frame) or "fer2013"
+	// (expression_fer: track/emotion, on every frame).
 	Source string `json:"source"`
 	// Range is the values' range: "0..1", "-1..1", "logits" or "0..5"
 	// (OpenFace's AU intensity scale).
 	Range string `json:"range"`
+	// Origin says where a head that is not MAE-Face's comes from (its
+	// model and training set); "" for the model's and the landmarks'.
+	Origin string `json:"origin,omitempty"`
 }
 
 // Layout is what results carry beyond boxes and ids: the heads (the

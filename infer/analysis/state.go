@@ -7,6 +7,7 @@ import (
 	"github.com/affectd/affectd/infer"
 	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/emotion"
 	"github.com/affectd/affectd/track/mesh"
 )
 
@@ -18,6 +19,7 @@ type faceState struct {
 	lmSmooth filters   // landmark AUs and blend shapes
 	poseSm   filters
 	gazeSm   filters
+	ferSm    filters
 	est      estimate // the model's latest result, smoothed
 	estSm    filters
 	last     time.Time // when last sent to the model
@@ -61,7 +63,7 @@ type pendingFace struct {
 	res   *infer.Result  // the request's result, while the frame is written
 
 	fitted, posed, measured bool
-	meshed, gazed           bool
+	meshed, gazed, fer      bool
 	fit                     float32 // Face.Fit
 	fail                    string  // Face.Fail
 	points                  [68][2]float32
@@ -72,6 +74,7 @@ type pendingFace struct {
 	blend                   [maxBlend]float32    // smoothed; Layout.BlendShapes' length used
 	poseVals                [9]float32           // yaw, pitch, roll, T, R
 	gazeVals                [12]float32          // Eye0, Eye1, AngleX, AngleY, At0, At1
+	ferVals                 emotion.Scores       // expression_fer, smoothed
 }
 
 // maxBlend bounds Layout.BlendShapes (lmau's and the eyes').

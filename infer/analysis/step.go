@@ -62,6 +62,9 @@ func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	if a.m.HasLandmarks() {
 		a.fit(f, pf)
 	}
+	if a.m.FER != nil {
+		a.classify(f, pf)
+	}
 	if a.m.Engine != nil || a.o.DryRun {
 		a.submit(ctx, f, pf, dur)
 	}
@@ -143,6 +146,28 @@ func (a *Analyzer) fit(f *capture.Frame, pf *pendingFrame) {
 		a.emit(time.Now())
 	}
 }
+
+// classify runs expression_fer on every face whose landmarks did not
+// fail (a face that failed carries no values), and smooths its scores.
+func (a *Analyzer) classify(f *capture.Frame, pf *pendingFrame) {
+	for i := range pf.faces {
+		p := &pf.faces[i]
+		p.fer = false
+		if p.fail != "" {
+			continue
+		}
+		sc, err := a.m.FER.Classify(f.Mat, p.face.Box, mesh.Roll(&p.face.Keypoints))
+		if err != nil {
+			a.sm.skip("expression_fer_error")
+			continue
+		}
+		p.fer, p.ferVals = true, sc
+		a.series[0] = p.ferVals[:]
+		p.state.ferSm.apply(&a.o.Smoothing, pf.pts, a.series[:1], ferSoftmax)
+	}
+}
+
+var ferSoftmax = []bool{true}
 
 // fitFace fits a face's 68 points with the landmark backend; the mesh468
 // backend also keeps the mesh's points and, with the iris model, the gaze

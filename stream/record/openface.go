@@ -36,6 +36,7 @@ type CSV struct {
 	lmC       bool  // AUxx_c from the landmark backend (no model AU head)
 	auHead    int   // the model's AU head (-1: none): AUxx_c and AUxx_prob
 	heads     []int // the other model heads, in order
+	fer       []int // expression_fer heads (every frame's own values)
 	lens      []int // labels per head
 	model     bool  // the layout has model heads
 	featDim   int
@@ -95,6 +96,14 @@ func NewCSV(l *analysis.Layout, o CSVOptions) *CSV {
 		c.lmC = true
 		for _, au := range lmau.AUs {
 			c.cols = append(c.cols, openFaceAU(au)+"_c")
+		}
+	}
+	for i, h := range l.Heads {
+		if h.Source == analysis.FERSource { // this frame's, like the landmarks'
+			c.fer = append(c.fer, i)
+			for _, lb := range h.Labels {
+				c.cols = append(c.cols, h.Name+"_"+lb)
+			}
 		}
 	}
 	for _, i := range model {
@@ -251,6 +260,19 @@ func (c *CSV) row(buf []byte, r *analysis.FrameResult, f *analysis.Face) []byte 
 			flag(vals != nil && vals[k] >= c.threshold)
 		}
 		for k := 0; k < n; k++ {
+			var v float32
+			if vals != nil {
+				v = vals[k]
+			}
+			num(v, 4)
+		}
+	}
+	for _, h := range c.fer {
+		var vals []float32
+		if h < len(f.Values) {
+			vals = f.Values[h]
+		}
+		for k := 0; k < c.lens[h]; k++ {
 			var v float32
 			if vals != nil {
 				v = vals[k]

