@@ -63,7 +63,6 @@ import (
 	"image"
 	"image/color"
 	"math"
-	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
@@ -124,12 +123,10 @@ var ErrClosed = errors.New("emotion: closed")
 
 // Classifier classifies faces. Classify is safe for concurrent use: each
 // call takes one of the Classifier's runners (an ONNX Runtime session on
-// one thread, its tensors and crop), waiting while all are busy.
+// one thread, its tensors and crop) from its ortenv.Pool, waiting while
+// all are busy.
 type Classifier struct {
-	mu      sync.RWMutex // Classify holds it shared; Close exclusively
-	free    chan *runner
-	runners []*runner
-	closed  bool
+	pool *ortenv.Pool[*runner]
 }
 
 // runner is one session with its buffers: one call at a time.
@@ -151,24 +148,15 @@ func NewPool(lib, model string, n int) (*Classifier, error) {
 	if err := ortenv.Init(lib); err != nil {
 		return nil, err
 	}
-	n = max(n, 1)
-	c := &Classifier{free: make(chan *runner, n)}
-	for range n {
-		r, err := newRunner(model)
-		if r != nil {
-			c.runners = append(c.runners, r)
-			c.free <- r
-		}
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("emotion: %s: %w", model, err)
-		}
+	p, err := ortenv.NewPool(n, ErrClosed, func() (*runner, error) { return newRunner(model) })
+	if err != nil {
+		return nil, fmt.Errorf("emotion: %s: %w", model, err)
 	}
-	return c, nil
+	return &Classifier{pool: p}, nil
 }
 
 // newRunner makes a runner; on error the part made comes back with it, for
-// Close.
+// the pool to Close.
 func newRunner(model string) (*runner, error) {
 	r := &runner{crop: gocv.NewMat(), affine: gocv.Zeros(2, 3, gocv.MatTypeCV64F)}
 	var err error
@@ -191,7 +179,8 @@ func newRunner(model string) (*runner, error) {
 	return r, err
 }
 
-func (r *runner) close() error {
+// Close frees the session, tensors and Mats made so far.
+func (r *runner) Close() error {
 	if r.s != nil {
 		r.s.Destroy()
 	}
@@ -244,43 +233,27 @@ func (c *Classifier) Classify(frame gocv.Mat, box track.Rect, roll float64) (Sco
 		roll = 0
 	}
 	ctr := box.Center()
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.closed {
-		return out, ErrClosed
-	}
-	r := <-c.free
-	defer func() { c.free <- r }()
-	setAffine(r.affine, float64(ctr.X), float64(ctr.Y), side, roll, Size)
-	gocv.WarpAffineWithParams(frame, &r.crop, r.affine, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
-	pix, err := r.crop.DataPtrUint8()
-	if err != nil {
-		return out, err
-	}
-	in := r.in.GetData()
-	for i := range in {
-		b, g, rd := float32(pix[3*i]), float32(pix[3*i+1]), float32(pix[3*i+2])
-		in[i] = wR*rd + wG*g + wB*b - 1
-	}
-	if err := r.s.Run(); err != nil {
-		return out, fmt.Errorf("emotion: %w", err)
-	}
-	copy(out[:], r.out.GetData())
-	return out, nil
+	err := c.pool.Do(func(r *runner) error {
+		setAffine(r.affine, float64(ctr.X), float64(ctr.Y), side, roll, Size)
+		gocv.WarpAffineWithParams(frame, &r.crop, r.affine, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+		pix, err := r.crop.DataPtrUint8()
+		if err != nil {
+			return err
+		}
+		in := r.in.GetData()
+		for i := range in {
+			b, g, rd := float32(pix[3*i]), float32(pix[3*i+1]), float32(pix[3*i+2])
+			in[i] = wR*rd + wG*g + wB*b - 1
+		}
+		if err := r.s.Run(); err != nil {
+			return fmt.Errorf("emotion: %w", err)
+		}
+		copy(out[:], r.out.GetData())
+		return nil
+	})
+	return out, err
 }
 
 // Close frees the sessions and buffers, after the calls in flight; it is
 // safe to call twice.
-func (c *Classifier) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	var errs []error
-	for _, r := range c.runners {
-		errs = append(errs, r.close())
-	}
-	return errors.Join(errs...)
-}
+func (c *Classifier) Close() error { return c.pool.Close() }

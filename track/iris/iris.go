@@ -40,7 +40,6 @@ import (
 	"image"
 	"image/color"
 	"math"
-	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
@@ -108,12 +107,9 @@ var ErrClosed = errors.New("iris: closed")
 
 // Fitter fits eyes. Fit is safe for concurrent use: each fit takes one of
 // the Fitter's runners (an ONNX Runtime session on one thread, its
-// tensors and crops), waiting while all are busy.
+// tensors and crops) from its ortenv.Pool, waiting while all are busy.
 type Fitter struct {
-	mu      sync.RWMutex // Fit holds it shared; Close exclusively
-	free    chan *runner
-	runners []*runner
-	closed  bool
+	pool *ortenv.Pool[*runner]
 }
 
 // runner is one session with its buffers: one fit at a time.
@@ -135,22 +131,15 @@ func NewPool(lib, model string, n int) (*Fitter, error) {
 	if err := ortenv.Init(lib); err != nil {
 		return nil, err
 	}
-	n = max(n, 1)
-	f := &Fitter{free: make(chan *runner, n)}
-	for range n {
-		r, err := newRunner(model)
-		f.runners = append(f.runners, r)
-		f.free <- r
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("iris: %s: %w", model, err)
-		}
+	p, err := ortenv.NewPool(n, ErrClosed, func() (*runner, error) { return newRunner(model) })
+	if err != nil {
+		return nil, fmt.Errorf("iris: %s: %w", model, err)
 	}
-	return f, nil
+	return &Fitter{pool: p}, nil
 }
 
 // newRunner makes a runner; on error the part made comes back with it, for
-// Close.
+// the pool to Close.
 func newRunner(model string) (*runner, error) {
 	r := &runner{}
 	for i := range r.crop {
@@ -185,7 +174,8 @@ func newRunner(model string) (*runner, error) {
 	return r, err
 }
 
-func (r *runner) close() error {
+// Close frees the session, tensors and Mats made so far.
+func (r *runner) Close() error {
 	if r.s != nil {
 		r.s.Destroy()
 	}
@@ -271,67 +261,51 @@ func (f *Fitter) Fit(frame gocv.Mat, m *mesh.Mesh) (Eyes, error) {
 	if boxes[1], err = box(P[mesh.LeftEyeInner], P[mesh.LeftEyeOuter], true); err != nil {
 		return out, err
 	}
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.closed {
-		return out, ErrClosed
-	}
-	r := <-f.free
-	defer func() { f.free <- r }()
-	in := r.in.GetData()
-	for e := range boxes {
-		b := &boxes[e]
-		// Destination pixel j samples crop coordinate j + 0.5.
-		M := &r.tf[e]
-		M.SetDoubleAt(0, 0, b.a00)
-		M.SetDoubleAt(0, 1, b.a01)
-		M.SetDoubleAt(0, 2, b.cx-(Size/2-0.5)*(b.a00+b.a01))
-		M.SetDoubleAt(1, 0, b.a10)
-		M.SetDoubleAt(1, 1, b.a11)
-		M.SetDoubleAt(1, 2, b.cy-(Size/2-0.5)*(b.a10+b.a11))
-		gocv.WarpAffineWithParams(frame, &r.crop[e], *M, image.Pt(Size, Size),
-			gocv.InterpolationLinear|gocv.WarpInverseMap, gocv.BorderReplicate, color.RGBA{})
-		pix, err := r.crop[e].DataPtrUint8()
-		if err != nil {
-			return out, err
+	err = f.pool.Do(func(r *runner) error {
+		in := r.in.GetData()
+		for e := range boxes {
+			b := &boxes[e]
+			// Destination pixel j samples crop coordinate j + 0.5.
+			M := &r.tf[e]
+			M.SetDoubleAt(0, 0, b.a00)
+			M.SetDoubleAt(0, 1, b.a01)
+			M.SetDoubleAt(0, 2, b.cx-(Size/2-0.5)*(b.a00+b.a01))
+			M.SetDoubleAt(1, 0, b.a10)
+			M.SetDoubleAt(1, 1, b.a11)
+			M.SetDoubleAt(1, 2, b.cy-(Size/2-0.5)*(b.a10+b.a11))
+			gocv.WarpAffineWithParams(frame, &r.crop[e], *M, image.Pt(Size, Size),
+				gocv.InterpolationLinear|gocv.WarpInverseMap, gocv.BorderReplicate, color.RGBA{})
+			pix, err := r.crop[e].DataPtrUint8()
+			if err != nil {
+				return err
+			}
+			dst := in[e*Size*Size*3 : (e+1)*Size*Size*3]
+			pix = pix[:len(dst)]
+			for i := 0; i < len(dst); i += 3 {
+				dst[i], dst[i+1], dst[i+2] = unit[pix[i+2]], unit[pix[i+1]], unit[pix[i]]
+			}
 		}
-		dst := in[e*Size*Size*3 : (e+1)*Size*Size*3]
-		pix = pix[:len(dst)]
-		for i := 0; i < len(dst); i += 3 {
-			dst[i], dst[i+1], dst[i+2] = unit[pix[i+2]], unit[pix[i+1]], unit[pix[i]]
+		if err := r.s.Run(); err != nil {
+			return fmt.Errorf("iris: %w", err)
 		}
-	}
-	if err := r.s.Run(); err != nil {
-		return out, fmt.Errorf("iris: %w", err)
-	}
-	o := r.out.GetData()
-	for e, eye := range [2]*Eye{&out.Right, &out.Left} {
-		b := &boxes[e]
-		v := o[e*nOut : (e+1)*nOut]
-		for i := range eye.Contour {
-			eye.Contour[i] = b.toFrame(v[3*i], v[3*i+1], v[3*i+2])
+		o := r.out.GetData()
+		for e, eye := range [2]*Eye{&out.Right, &out.Left} {
+			b := &boxes[e]
+			v := o[e*nOut : (e+1)*nOut]
+			for i := range eye.Contour {
+				eye.Contour[i] = b.toFrame(v[3*i], v[3*i+1], v[3*i+2])
+			}
+			v = v[3*NContour:]
+			for i := range eye.Iris {
+				eye.Iris[i] = b.toFrame(v[3*i], v[3*i+1], v[3*i+2])
+			}
 		}
-		v = v[3*NContour:]
-		for i := range eye.Iris {
-			eye.Iris[i] = b.toFrame(v[3*i], v[3*i+1], v[3*i+2])
-		}
-	}
-	gaze(m, &out)
-	return out, nil
+		gaze(m, &out)
+		return nil
+	})
+	return out, err
 }
 
 // Close frees the sessions and buffers, after the fits in flight; it is
 // safe to call twice.
-func (f *Fitter) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return nil
-	}
-	f.closed = true
-	var errs []error
-	for _, r := range f.runners {
-		errs = append(errs, r.close())
-	}
-	return errors.Join(errs...)
-}
+func (f *Fitter) Close() error { return f.pool.Close() }

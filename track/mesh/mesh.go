@@ -15,7 +15,6 @@ import (
 	"image"
 	"image/color"
 	"math"
-	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
@@ -58,13 +57,11 @@ var ErrClosed = errors.New("mesh: closed")
 
 // Mesher fits meshes. Fit is safe for concurrent use: each fit takes one
 // of the Mesher's runners (an ONNX Runtime session on one thread, its
-// tensors and crop), waiting while all are busy, so that streams fit in
-// parallel up to the pool's size and no faster than the CPUs allow.
+// tensors and crop) from its ortenv.Pool, waiting while all are busy, so
+// that streams fit in parallel up to the pool's size and no faster than
+// the CPUs allow.
 type Mesher struct {
-	mu      sync.RWMutex // Fit holds it shared; Close exclusively
-	free    chan *runner
-	runners []*runner
-	closed  bool
+	pool *ortenv.Pool[*runner]
 }
 
 // runner is one session with its buffers: one fit at a time.
@@ -88,24 +85,15 @@ func NewPool(lib, model string, n int) (*Mesher, error) {
 	if err := ortenv.Init(lib); err != nil {
 		return nil, err
 	}
-	n = max(n, 1)
-	m := &Mesher{free: make(chan *runner, n)}
-	for range n {
-		r, err := newRunner(model)
-		if r != nil {
-			m.runners = append(m.runners, r)
-			m.free <- r
-		}
-		if err != nil {
-			m.Close()
-			return nil, fmt.Errorf("mesh: %s: %w", model, err)
-		}
+	p, err := ortenv.NewPool(n, ErrClosed, func() (*runner, error) { return newRunner(model) })
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %s: %w", model, err)
 	}
-	return m, nil
+	return &Mesher{pool: p}, nil
 }
 
 // newRunner makes a runner; on error the part made comes back with it, for
-// Close.
+// the pool to Close.
 func newRunner(model string) (*runner, error) {
 	r := &runner{crop: gocv.NewMat(), affine: gocv.Zeros(2, 3, gocv.MatTypeCV64F)}
 	var err error
@@ -134,7 +122,8 @@ func newRunner(model string) (*runner, error) {
 	return r, err
 }
 
-func (r *runner) close() error {
+// Close frees the session, tensors and Mats made so far.
+func (r *runner) Close() error {
 	if r.s != nil {
 		r.s.Destroy()
 	}
@@ -173,60 +162,44 @@ func (m *Mesher) FitRolled(frame gocv.Mat, box track.Rect, roll float64) (Mesh, 
 	cx, cy := float64(c.X), float64(c.Y)
 	scale := Size / side
 	cos, sin := math.Cos(roll), math.Sin(roll)
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed {
-		return out, ErrClosed
-	}
-	r := <-m.free
-	defer func() { m.free <- r }()
-	// Frame → crop: u = scale·R(−roll)·(x − c) + Size/2.
-	M := r.affine
-	M.SetDoubleAt(0, 0, scale*cos)
-	M.SetDoubleAt(0, 1, scale*sin)
-	M.SetDoubleAt(0, 2, Size/2-scale*(cos*cx+sin*cy))
-	M.SetDoubleAt(1, 0, -scale*sin)
-	M.SetDoubleAt(1, 1, scale*cos)
-	M.SetDoubleAt(1, 2, Size/2-scale*(-sin*cx+cos*cy))
-	gocv.WarpAffineWithParams(frame, &r.crop, M, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
-	pix, err := r.crop.DataPtrUint8()
-	if err != nil {
-		return out, err
-	}
-	in := r.in.GetData()
-	for i := 0; i < Size*Size; i++ {
-		in[3*i], in[3*i+1], in[3*i+2] = float32(pix[3*i+2])/255, float32(pix[3*i+1])/255, float32(pix[3*i])/255
-	}
-	if err := r.s.Run(); err != nil {
-		return out, fmt.Errorf("mesh: %w", err)
-	}
-	// Crop → frame: x = c + R(roll)·(u − Size/2)/scale.
-	p := r.pts.GetData()
-	inv := 1 / scale
-	c0, s0 := float32(cos*inv), float32(sin*inv)
-	for i := range out.Points {
-		du, dv := p[3*i]-Size/2, p[3*i+1]-Size/2
-		out.Points[i] = Point3{X: c.X + c0*du - s0*dv, Y: c.Y + s0*du + c0*dv, Z: p[3*i+2] * float32(inv)}
-	}
-	out.Face = r.flag.GetData()[0]
-	return out, nil
+	err := m.pool.Do(func(r *runner) error {
+		// Frame → crop: u = scale·R(−roll)·(x − c) + Size/2.
+		M := r.affine
+		M.SetDoubleAt(0, 0, scale*cos)
+		M.SetDoubleAt(0, 1, scale*sin)
+		M.SetDoubleAt(0, 2, Size/2-scale*(cos*cx+sin*cy))
+		M.SetDoubleAt(1, 0, -scale*sin)
+		M.SetDoubleAt(1, 1, scale*cos)
+		M.SetDoubleAt(1, 2, Size/2-scale*(-sin*cx+cos*cy))
+		gocv.WarpAffineWithParams(frame, &r.crop, M, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+		pix, err := r.crop.DataPtrUint8()
+		if err != nil {
+			return err
+		}
+		in := r.in.GetData()
+		for i := 0; i < Size*Size; i++ {
+			in[3*i], in[3*i+1], in[3*i+2] = float32(pix[3*i+2])/255, float32(pix[3*i+1])/255, float32(pix[3*i])/255
+		}
+		if err := r.s.Run(); err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+		// Crop → frame: x = c + R(roll)·(u − Size/2)/scale.
+		p := r.pts.GetData()
+		inv := 1 / scale
+		c0, s0 := float32(cos*inv), float32(sin*inv)
+		for i := range out.Points {
+			du, dv := p[3*i]-Size/2, p[3*i+1]-Size/2
+			out.Points[i] = Point3{X: c.X + c0*du - s0*dv, Y: c.Y + s0*du + c0*dv, Z: p[3*i+2] * float32(inv)}
+		}
+		out.Face = r.flag.GetData()[0]
+		return nil
+	})
+	return out, err
 }
 
 // Close frees the sessions and buffers, after the fits in flight; it is
 // safe to call twice.
-func (m *Mesher) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil
-	}
-	m.closed = true
-	var errs []error
-	for _, r := range m.runners {
-		errs = append(errs, r.close())
-	}
-	return errors.Join(errs...)
-}
+func (m *Mesher) Close() error { return m.pool.Close() }
 
 // Roll is the angle FitRolled takes from a face's keypoints: the line
 // from the subject's right eye (the image's left) to the left eye,
