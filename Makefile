@@ -110,6 +110,8 @@ install: build
 	install -D -m 0644 $(AFFECTD_CACHE)/blazeface/1.2.0/face_detection_front_128x128.onnx $(DESTDIR)/usr/lib/affectd/blazeface/face_detection_front_128x128.onnx
 	install -D -m 0644 $(AFFECTD_CACHE)/human-models/3.0.4/onnx/facemesh.onnx $(DESTDIR)/usr/lib/affectd/human-models/facemesh.onnx
 	install -D -m 0644 $(AFFECTD_CACHE)/human-models/3.0.4/onnx/iris.onnx $(DESTDIR)/usr/lib/affectd/human-models/iris.onnx
+	install -D -m 0644 $(AFFECTD_CACHE)/human-models/3.0.4/onnx/emotion.onnx $(DESTDIR)/usr/lib/affectd/human-models/emotion.onnx
+	install -D -m 0644 $(AFFECTD_CACHE)/human-models/3.0.4/onnx/mobilefacenet.onnx $(DESTDIR)/usr/lib/affectd/human-models/mobilefacenet.onnx
 	install -D -m 0644 systemd/affectd.service $(DESTDIR)/etc/systemd/system/affectd.service
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/affectd/README.md
 	install -D -m 0644 systemd/affectd.sysusers $(DESTDIR)/usr/lib/sysusers.d/affectd.conf

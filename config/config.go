@@ -34,8 +34,11 @@ type Config struct {
 	Landmarks Landmarks `yaml:"landmarks"`
 	// ExpressionFER adds the expression_fer head (config/landmarks.go).
 	ExpressionFER ExpressionFER `yaml:"expression_fer"`
-	Preview       Preview       `yaml:"preview"`
-	HTTP          HTTP          `yaml:"http"`
+	// Identity re-identifies faces and names enrolled people
+	// (config/identity.go).
+	Identity Identity `yaml:"identity"`
+	Preview  Preview  `yaml:"preview"`
+	HTTP     HTTP     `yaml:"http"`
 	// Streams are the video sources. None is valid: the daemon idles until
 	// a reload gives it some.
 	Streams []Stream `yaml:"streams"`
@@ -323,7 +326,9 @@ func Default() Config {
 			MaxFrameBytes: 8 << 20,
 			MaxPixels:     4096 * 2304,
 		},
-		Landmarks: defaultLandmarks(),
+		Landmarks:     defaultLandmarks(),
+		ExpressionFER: ExpressionFER{Model: "/usr/lib/affectd/human-models/emotion.onnx"},
+		Identity:      defaultIdentity(),
 		Preview: Preview{
 			Enabled:     true,
 			FPS:         5,
@@ -374,6 +379,8 @@ func (c *Config) resolvePaths(dir string) {
 	c.Detector.Model = resolvePath(dir, c.Detector.Model)
 	c.Landmarks.resolvePaths(dir)
 	c.ExpressionFER.Model = resolvePath(dir, c.ExpressionFER.Model)
+	c.Identity.Model = resolvePath(dir, c.Identity.Model)
+	c.Identity.Store = resolvePath(dir, c.Identity.Store)
 	c.HTTP.TLS.Cert = resolvePath(dir, c.HTTP.TLS.Cert)
 	c.HTTP.TLS.Key = resolvePath(dir, c.HTTP.TLS.Key)
 	for i, s := range c.Streams {

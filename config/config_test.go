@@ -52,6 +52,9 @@ func TestDefault(t *testing.T) {
 		WebRTC:    WebRTC{ReceiveBuffer: 4 << 20, MaxSessions: 8, CORSOrigin: "", MaxFrameBytes: 8 << 20, MaxPixels: 4096 * 2304},
 		Landmarks: Landmarks{Backend: "dlib68", Model: "/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
 			MeshModel: "/usr/lib/affectd/human-models/facemesh.onnx", IrisModel: "/usr/lib/affectd/human-models/iris.onnx", Align: true, FOV: 53},
+		ExpressionFER: ExpressionFER{Model: "/usr/lib/affectd/human-models/emotion.onnx"},
+		Identity: Identity{Mode: "stream", Model: "/usr/lib/affectd/human-models/mobilefacenet.onnx", Threshold: 0.9,
+			Expiry: Duration(30 * time.Second), Every: Duration(2 * time.Second)},
 		Preview: Preview{Enabled: true, FPS: 5, MaxWidth: 640, Quality: 70, MaxWatchers: 16},
 		HTTP:    HTTP{AllowedHosts: []string{}, ReadTimeout: Duration(30 * time.Second), IdleTimeout: Duration(2 * time.Minute)},
 	}
@@ -161,6 +164,13 @@ landmarks:
   fov: 70
 expression_fer:
   model: /models/emotion.onnx
+identity:
+  mode: global
+  model: /models/mobilefacenet.onnx
+  threshold: 0.85
+  expiry: 5m
+  every: 5s
+  store: /var/lib/affectd/people.json
 preview:
   enabled: false
   fps: 2
@@ -230,7 +240,9 @@ var fullWant = Config{
 		Loopback: true, AllowDynamic: true, MaxSessions: 4, CORSOrigin: "https://app.example.com", MaxFrameBytes: 1 << 20, MaxPixels: 1920 * 1080},
 	Landmarks:     Landmarks{Backend: "mesh468", Model: "/models/landmarks.dat", MeshModel: "/models/facemesh.onnx", IrisModel: "", Align: false, FOV: 70},
 	ExpressionFER: ExpressionFER{Model: "/models/emotion.onnx"},
-	Preview:       Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50, MaxWatchers: 3},
+	Identity: Identity{Mode: "global", Model: "/models/mobilefacenet.onnx", Threshold: 0.85, Expiry: Duration(5 * time.Minute),
+		Every: Duration(5 * time.Second), Store: "/var/lib/affectd/people.json"},
+	Preview: Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50, MaxWatchers: 3},
 	HTTP: HTTP{AllowedHosts: []string{"affectd.lab.example"}, ReadTimeout: Duration(10 * time.Second), IdleTimeout: Duration(30 * time.Second),
 		TLS: TLS{Cert: "/etc/affectd/cert.pem", Key: "/etc/affectd/key.pem"}},
 	Streams: []Stream{
@@ -309,7 +321,7 @@ var confErrors = []struct {
 	name, doc, want string
 }{
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
-		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, preview, http, streams, outputs)"},
+		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, identity, preview, http, streams, outputs)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads, verify, verify_threshold)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
@@ -407,7 +419,7 @@ var confErrors = []struct {
 	{"decode and check errors together", "websocket:\n  send_queue: 0\n  ping_interval: soon\nbogus: 1\n",
 		"demo.yaml:2: websocket.send_queue: must be between 1 and 100000, got 0\n" +
 			`demo.yaml:3: websocket.ping_interval: want a duration such as "5ms", "1.5s" or "2m", got "soon"` + "\n" +
-			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, preview, http, streams, outputs)"},
+			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, identity, preview, http, streams, outputs)"},
 	{"tabs", "detector:\n  model: /m.onnx\n\tthreads: 2\n",
 		"demo.yaml:3: tab in indentation (YAML indents with spaces only)"},
 	{"syntax error", "detector:\n  model: [a\n",
@@ -756,4 +768,23 @@ func matchIndex(k, pattern string) bool {
 	}
 	_, rest, ok := strings.Cut(k[len(before):], "]")
 	return ok && rest == after
+}
+
+// TestIdentityShorthand: `identity: <mode>` is the section with that mode;
+// a mode that is none of the three is refused, naming the key.
+func TestIdentityShorthand(t *testing.T) {
+	noEnv(t)
+	for _, mode := range []string{"off", "global", "stream"} {
+		c, err := Parse([]byte("identity: "+mode+"\n"), "a.yaml")
+		if err != nil || c.Identity.Mode != mode || c.Identity.Threshold != 0.9 {
+			t.Errorf("identity: %s → %+v, %v", mode, c.Identity, err)
+		}
+	}
+	if _, err := Parse([]byte("identity: sometimes\n"), "a.yaml"); err == nil || !strings.Contains(err.Error(), "identity.mode: must be stream, global or off") {
+		t.Errorf("identity: sometimes → %v", err)
+	}
+	if _, err := Parse([]byte("identity:\n  threshold: 1.5\n  every: 1ms\n"), "a.yaml"); err == nil ||
+		!strings.Contains(err.Error(), "identity.threshold") || !strings.Contains(err.Error(), "identity.every") {
+		t.Errorf("bad threshold and every → %v", err)
+	}
 }

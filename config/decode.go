@@ -231,6 +231,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 	if isNull(n) {
 		return // keep the default
 	}
+	if s, ok := v.Addr().Interface().(interface{ shorthand(string) }); ok && n.Kind == yaml.ScalarNode {
+		s.shorthand(n.Value) // a section given by one word (identity: global)
+		return
+	}
 	if u, ok := v.Addr().Interface().(yaml.Unmarshaler); ok {
 		if err := u.UnmarshalYAML(n); err != nil {
 			d.fail(line, key, "%s", err.Error())

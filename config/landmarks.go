@@ -67,7 +67,8 @@ func (l Landmarks) validate(p *problems) {
 // expression classes from track/emotion on every face of every frame,
 // beside (never instead of) a MAE-Face model's heads.
 type ExpressionFER struct {
-	// Model is the converted emotion model (emotion.onnx); "" (the
-	// default for now) turns the head off, a missing file too (logged).
+	// Model is the converted emotion model (emotion.onnx, made by `make
+	// setup`, installed by `make install`); "" turns the head off, a
+	// missing file too (logged).
 	Model string `yaml:"model"`
 }

@@ -34,6 +34,7 @@ func (c *Config) validate(p *problems) {
 	c.WebSocket.validate(p)
 	c.WebRTC.validate(p)
 	c.Landmarks.validate(p)
+	c.Identity.validate(p)
 	c.Preview.validate(p)
 	c.HTTP.validate(p)
 	validateStreams(p, c.Streams)

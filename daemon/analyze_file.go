@@ -89,6 +89,7 @@ func (a *analyzer) analyse(ctx context.Context, j *job, sinks []analysis.Sink, t
 	o.Admission = &analysis.Offline{FlushEvery: a.seg, Replay: j.resume.Frames, ReplayModel: a.cfg.Smoothing.Enabled}
 	o.Strict, o.DryRun, o.Sinks = true, a.o.TrackOnly, sinks
 	o.Neutral = a.mode
+	o.Identity = a.m.ids.file(a.cfg) // a gallery of its own per file
 	if a.mode == lmau.NeutralFixed {
 		o.NeutralFeatures = &a.neutral
 	}

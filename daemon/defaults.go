@@ -66,7 +66,7 @@ func findDefaults(cfg *config.Config, log *slog.Logger) {
 			}
 		}
 	}
-	for _, f := range []*string{&cfg.Landmarks.MeshModel, &cfg.Landmarks.IrisModel} {
+	for _, f := range []*string{&cfg.Landmarks.MeshModel, &cfg.Landmarks.IrisModel, &cfg.ExpressionFER.Model, &cfg.Identity.Model} {
 		name := filepath.Base(*f)
 		if *f == filepath.Join(installDir, "human-models", name) {
 			if p := find(filepath.Join("human-models", humanModelsVersion, "onnx", name), filepath.Join("human-models", name)); p != "" {

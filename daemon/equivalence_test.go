@@ -196,7 +196,7 @@ func TestLiveEqualsOffline(t *testing.T) {
 				sameFloats(t, where+" pose "+k, []float64{a.Pose[k].(float64)}, []float64{b.Pose[k].(float64)}, 0)
 			}
 			faces++
-			if b.EstimateSeq != seq || len(b.Heads) != 3 {
+			if b.EstimateSeq != seq || len(b.Heads) != 4 { // the model's au, va, expr; expression_fer
 				t.Fatalf("%s: offline estimate of frame %d, %d heads: offline analyses every face of every frame", where, b.EstimateSeq, len(b.Heads))
 			}
 			if a.EstimateSeq != seq && diverged[a.ID] == 0 {

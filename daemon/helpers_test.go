@@ -183,6 +183,8 @@ func startBinaryWith(t *testing.T, cfg string, ready bool) *proc {
 	p := &proc{t: t, cfg: path, exited: make(chan struct{}), listen: make(chan string, 1)}
 	p.cmd = exec.Command(binary(t), "run", "-config", path)
 	p.cmd.Stderr = p
+	// Enrolled people go to the test's own directory, never the user's.
+	p.cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+dir)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -345,4 +347,21 @@ func dialWS(t *testing.T, addr, query string) (*websocket.Conn, <-chan wsMsg) {
 		}
 	}()
 	return c, out
+}
+
+// nextMessage reads websocket messages, each decoded into a fresh T, until
+// keep accepts one (each message within 10 s).
+func nextMessage[T any](t *testing.T, conn *websocket.Conn, keep func(*T) bool) T {
+	t.Helper()
+	for {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, b, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m T
+		if json.Unmarshal(b, &m) == nil && keep(&m) {
+			return m
+		}
+	}
 }

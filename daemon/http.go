@@ -44,10 +44,13 @@ func (d *Daemon) routes() http.Handler {
 	})
 	mux.Handle("POST /v1/streams/{stream}/faces/{face}/calibrate", d.auth(http.HandlerFunc(d.calibrate)))
 	mux.Handle("GET /v1/streams/{stream}/preview", d.auth(http.HandlerFunc(d.previewHandler)))
+	mux.Handle("GET /v1/identities", d.auth(http.HandlerFunc(d.listIdentities)))
+	mux.Handle("POST /v1/identities", d.auth(http.HandlerFunc(d.enrol)))
+	mux.Handle("DELETE /v1/identities/{name}", d.auth(http.HandlerFunc(d.deleteIdentity)))
 	dashboardRoutes(mux)
 	mux.HandleFunc("GET /v1", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "affectd %s\n\nGET /                   dashboard\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nGET /v1/streams/{stream}/preview   live picture: a JPEG, ?mjpeg=1 for MJPEG\nPOST /v1/streams/{stream}/faces/{face}/calibrate   the face's current expression is its neutral\nPOST /v1/whip/{stream}  WebRTC ingest (WHIP); GET /publish: from a browser\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
+		fmt.Fprintf(w, "affectd %s\n\nGET /                   dashboard\nGET /v1/ws?streams=a,b   websocket (protocol v1: hello, frame, status, dropped)\nGET /v1/streams         streams, status, fps, faces\nGET /v1/streams/{stream}/preview   live picture: a JPEG, ?mjpeg=1 for MJPEG\nPOST /v1/streams/{stream}/faces/{face}/calibrate   the face's current expression is its neutral\nGET /v1/identities      enrolled people (?embeddings=true: their vectors too)\nPOST /v1/identities     enrol {\"name\",\"stream\",\"face\"}, or a JPEG/PNG body with ?name=\nDELETE /v1/identities/{name}\nPOST /v1/whip/{stream}  WebRTC ingest (WHIP); GET /publish: from a browser\nGET /metrics            Prometheus\nGET /healthz, /readyz\n", Version)
 	})
 	return d.guard(mux)
 }
@@ -69,7 +72,11 @@ func (d *Daemon) guard(next http.Handler) http.Handler {
 			http.Error(w, "misdirected request: this daemon does not answer to that host name (add it to http.allowed_hosts)", http.StatusMisdirectedRequest)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		limit := int64(maxBody)
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/identities" {
+			limit = maxPhotoBytes // a photo to enrol
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
 		next.ServeHTTP(w, r)
 	})

@@ -1,12 +1,10 @@
 package daemon
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -67,24 +65,13 @@ func TestLandmarkBackend(t *testing.T) {
 	if b := hello.BlendShapes; len(b.Names) != 52 || b.Names[17] != "jawOpen" || len(b.Estimated) != 16 {
 		t.Errorf("hello's blend shapes: %v, estimated %v; want ARKit's 52 (jawOpen 18th), 16 estimated", b.Names, b.Estimated)
 	}
-	if hello.Type != "hello" || len(hello.Model.Heads) != 1 || hello.Model.Heads[0].Source != "landmarks" ||
-		hello.Model.Heads[0].Range != "0..5" || len(hello.Model.Heads[0].Labels) != 10 {
-		t.Fatalf("hello %+v: want one au head from the landmarks, 0..5, 10 AUs", hello)
+	if hs := hello.Model.Heads; hello.Type != "hello" || len(hs) != 2 || hs[0].Source != "landmarks" ||
+		hs[0].Range != "0..5" || len(hs[0].Labels) != 10 || hs[1].Name != "expression_fer" || hs[1].Source != "fer2013" {
+		t.Fatalf("hello %+v: want an au head from the landmarks, 0..5, 10 AUs, and expression_fer (on by default)", hello)
 	}
 	read := func() lmFrame {
 		t.Helper()
-		for {
-			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, b, err := conn.ReadMessage()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var m lmFrame
-			json.Unmarshal(b, &m)
-			if m.Type == "frame" && len(m.Faces) == 1 && m.Faces[0].AU != nil {
-				return m
-			}
-		}
+		return nextMessage(t, conn, func(m *lmFrame) bool { return m.Type == "frame" && len(m.Faces) == 1 && m.Faces[0].AU != nil })
 	}
 	// The clip loops every 8 s: find a frame in its neutral part, then one
 	// well into the open-mouth part.

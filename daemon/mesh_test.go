@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -80,18 +79,7 @@ func TestMeshBackend(t *testing.T) {
 	}
 	read := func() meshFrame {
 		t.Helper()
-		for {
-			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, b, err := conn.ReadMessage()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var m meshFrame
-			json.Unmarshal(b, &m)
-			if m.Type == "frame" && len(m.Faces) == 1 && m.Faces[0].AU != nil {
-				return m
-			}
-		}
+		return nextMessage(t, conn, func(m *meshFrame) bool { return m.Type == "frame" && len(m.Faces) == 1 && m.Faces[0].AU != nil })
 	}
 	var neutral, open meshFrame
 	for neutral.Seq == 0 || open.Seq == 0 {

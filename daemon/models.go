@@ -34,6 +34,7 @@ type Models struct {
 
 	model    *infer.Model
 	verifier *verify.Verifier
+	ids      *identities // nil: identity off
 	once     sync.Once
 	warmed   chan struct{} // closed once Warm has run
 	warm     sync.Once
@@ -106,6 +107,9 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 			if m.Core != nil && m.Core.FER != nil {
 				m.Core.FER.Close()
 			}
+			if m.Core != nil && m.Core.Reid != nil {
+				m.Core.Reid.Close()
+			}
 		}
 	}()
 	if me, ir, err = loadMesh(cfg, o.Log); err != nil {
@@ -156,6 +160,10 @@ func LoadModels(cfg *config.Config, o ModelOptions) (m *Models, err error) {
 			o.Log.Info("expression_fer loaded", "path", p, "origin", emotion.Origin)
 		}
 	}
+	if m.Core.Reid, err = loadReid(cfg, o.Log); err != nil {
+		return nil, err
+	}
+	m.ids = newIdentities(cfg, m.Core.Reid, !o.Offline, o.Log)
 	if cfg.Detector.Verify {
 		if m.verifier, err = verify.New(cfg.Detector.VerifyThreshold); err != nil {
 			return nil, err
@@ -350,6 +358,9 @@ func (m *Models) Close() {
 		}
 		if m.Core.FER != nil {
 			m.Core.FER.Close()
+		}
+		if m.Core.Reid != nil {
+			m.Core.Reid.Close()
 		}
 		if m.verifier != nil {
 			m.verifier.Close()

@@ -60,6 +60,7 @@ func (d *Daemon) newPipeline(cfg *config.Config, sc config.Stream, src capture.S
 	}
 	o := coreOptions(cfg, sc.ID)
 	o.IDs, o.Metrics, o.Sinks = &d.ids, d.anMetrics, sinks
+	o.Identity = m.ids.options(cfg, sc.ID)
 	o.Admission = &analysis.Live{Pacer: m.Pacer, Stream: sc.ID, MaxLatency: cfg.Schedule.MaxLatency.D()}
 	if p.an, err = analysis.New(m.Core, o); err != nil {
 		return nil, err

@@ -147,6 +147,9 @@ func (d *Daemon) forgetStream(id string) {
 	if m := d.models.Load(); m != nil && m.Pacer != nil {
 		m.Pacer.Forget(id)
 	}
+	if m := d.models.Load(); m != nil {
+		m.ids.forget(id)
+	}
 }
 
 func (d *Daemon) stopStreams() {

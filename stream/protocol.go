@@ -112,6 +112,10 @@ func AppendFrame(buf []byte, f *analysis.FrameResult, l *analysis.Layout, enc En
 func appendFace(buf []byte, fc *analysis.Face, l *analysis.Layout, enc Encoding) []byte {
 	buf = append(buf, `{"id":`...)
 	buf = appendString(buf, fc.ID)
+	if fc.Identity != "" {
+		buf = append(buf, `,"identity":`...)
+		buf = appendString(buf, fc.Identity)
+	}
 	buf = append(buf, `,"box":[`...)
 	for i, v := range fc.Box {
 		if i > 0 {

@@ -330,6 +330,8 @@ function drawFace(ui, id, d) {
   const above = y - 5 / s;
   ui.lbl.setAttribute("x", x);
   ui.lbl.setAttribute("y", above > 14 / s ? above : y + h + 15 / s);
+  const name = d.identity ? id + " · " + d.identity : id; // an enrolled person's name
+  if (ui.lbl.textContent !== name) ui.lbl.textContent = name;
   const lmk = d.landmarks;
   if (lmk && lmk.length) {
     let path = "";

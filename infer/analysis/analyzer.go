@@ -12,6 +12,7 @@ import (
 	"github.com/affectd/affectd/infer/lmau"
 	"github.com/affectd/affectd/track"
 	"github.com/affectd/affectd/track/mesh"
+	"github.com/affectd/affectd/track/reid"
 )
 
 // Options configure one analyzer: one source's frames.
@@ -57,6 +58,9 @@ type Options struct {
 	// DryRun aligns the admitted faces into a scratch buffer and sends
 	// nothing to the model: benchmarks measure the first half alone.
 	DryRun bool
+	// Identity configures re-identification and enrolled names (with
+	// Models.Reid).
+	Identity IdentityOptions
 	// Sinks receive every FrameResult, in order.
 	Sinks []Sink
 	// Metrics count per stream (nil: not counted).
@@ -92,8 +96,9 @@ type Analyzer struct {
 	sm      streamMetrics
 	images  []ImageSink
 
-	faces   map[string]*faceState
-	pending []*pendingFrame // oldest first
+	faces   map[string]*faceState // by public id
+	alias   map[string]string     // tracker id → public id, for faces re-identified
+	pending []*pendingFrame       // oldest first
 	free    []*pendingFrame
 	late    []lateRequest
 	ended   []string // tracks ended by a frame that gave no result
@@ -108,18 +113,13 @@ type Analyzer struct {
 	err     error       // stops Run: a sink's error, or a strict failure
 
 	notify chan struct{} // a request is done
-	calib  chan calibrateRequest
+	ctl    chan func()   // calls to run between frames (call)
 	done   chan struct{} // closed when Run returns
 	once   sync.Once
 
 	nfaces        atomic.Int32
 	width, height atomic.Int32
 	lastErr       atomic.Pointer[string]
-}
-
-type calibrateRequest struct {
-	face  string
-	reply chan bool
 }
 
 // New checks the options and makes an analyzer; Run does the work.
@@ -139,6 +139,12 @@ func New(m *Models, o Options) (*Analyzer, error) {
 	if o.FitThreshold <= 0 {
 		o.FitThreshold = DefaultFitThreshold
 	}
+	if o.Identity.Threshold <= 0 {
+		o.Identity.Threshold = reid.DefaultThreshold
+	}
+	if o.Identity.Every <= 0 {
+		o.Identity.Every = 2 * time.Second
+	}
 	if o.Neutral == lmau.NeutralFixed && o.NeutralFeatures == nil {
 		return nil, errors.New("analysis: a fixed neutral without its measurements")
 	}
@@ -153,7 +159,8 @@ func New(m *Models, o Options) (*Analyzer, error) {
 		m: m, o: o, lim: o.Admission.Limits(), tracker: tr, sm: o.Metrics.forStream(o.Stream),
 		faces:  map[string]*faceState{},
 		notify: make(chan struct{}, 1),
-		calib:  make(chan calibrateRequest),
+		ctl:    make(chan func()),
+		alias:  map[string]string{},
 		done:   make(chan struct{}),
 	}
 	if a.lim.MaxPending <= 0 {
@@ -215,8 +222,8 @@ func (a *Analyzer) Run(ctx context.Context, frames <-chan *capture.Frame) error 
 			a.step(ctx, f)
 		case <-a.notify:
 		case <-deadline:
-		case c := <-a.calib:
-			c.reply <- a.calibrate(c.face)
+		case fn := <-a.ctl:
+			fn()
 		}
 		timer.Stop()
 		a.emit(time.Now())
@@ -231,15 +238,14 @@ func (a *Analyzer) Run(ctx context.Context, frames <-chan *capture.Frame) error 
 // Calibrate makes a face's current expression its neutral for the
 // landmark AUs. It reports whether the face is tracked.
 func (a *Analyzer) Calibrate(ctx context.Context, face string) (bool, error) {
-	req := calibrateRequest{face: face, reply: make(chan bool, 1)}
-	select {
-	case a.calib <- req:
-	case <-a.done:
-		return false, ErrStopped
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	return <-req.reply, nil
+	found := false
+	err := a.call(ctx, func() {
+		if fs := a.faces[face]; fs != nil {
+			fs.lm.Calibrate()
+			found = true
+		}
+	})
+	return found, err
 }
 
 // Stats are an analyzer's figures for readers on other goroutines.
@@ -274,13 +280,19 @@ func (a *Analyzer) fail(err error) {
 	}
 }
 
-func (a *Analyzer) calibrate(face string) bool {
-	fs := a.faces[face]
-	if fs == nil {
-		return false
+// call runs fn on the analyzer's goroutine, between frames, and waits
+// for it.
+func (a *Analyzer) call(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	select {
+	case a.ctl <- func() { fn(); close(done) }:
+	case <-a.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	fs.lm.Calibrate()
-	return true
+	<-done // Run runs it at once
+	return nil
 }
 
 // endOfInput: the model runs what it holds, and every track ends.
@@ -288,7 +300,7 @@ func (a *Analyzer) endOfInput() {
 	if a.m.Engine != nil {
 		a.m.Engine.Flush()
 	}
-	a.ended = append(a.ended, a.tracker.Flush()...)
+	a.endTracks(a.tracker.Flush())
 }
 
 // final writes the last result: no frame, the faces that ended.
@@ -300,9 +312,7 @@ func (a *Analyzer) final() {
 	r := &a.res
 	*r = FrameResult{Stream: a.o.Stream, Faces: r.Faces[:0], Ended: a.ended}
 	a.write(r)
-	for _, id := range a.ended {
-		delete(a.faces, id)
-	}
+	a.forget(a.ended, a.lastPTS)
 	a.ended = nil
 }
 

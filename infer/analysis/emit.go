@@ -30,7 +30,7 @@ func (a *Analyzer) emit(now time.Time) {
 		copy(a.pending, a.pending[1:])
 		a.pending[len(a.pending)-1] = nil
 		a.pending = a.pending[:len(a.pending)-1]
-		a.forget(pf.ended)
+		a.forget(pf.ended, pf.pts)
 		a.recycle(pf)
 	}
 }
@@ -120,7 +120,7 @@ func (a *Analyzer) writeFrame(pf *pendingFrame) {
 		vals = vals[:nh]
 		clear(vals)
 		b := p.face.Box
-		*fc = Face{ID: p.face.ID, Box: [4]float32{b.X, b.Y, b.W, b.H}, Score: p.face.Score, Fit: p.fit, Fail: p.fail}
+		*fc = Face{ID: p.face.ID, Identity: p.state.id.name, Box: [4]float32{b.X, b.Y, b.W, b.H}, Score: p.face.Score, Fit: p.fit, Fail: p.fail}
 		if p.fitted {
 			fc.Landmarks = &p.points
 		}
@@ -166,8 +166,9 @@ func (a *Analyzer) writeFrame(pf *pendingFrame) {
 	a.write(r)
 }
 
-// forget drops the state of faces whose tracks ended.
-func (a *Analyzer) forget(ended []string) {
+// forget drops the state of faces whose tracks ended (at pts), into the
+// re-identification gallery if there is one.
+func (a *Analyzer) forget(ended []string, pts time.Duration) {
 	if len(ended) == 0 {
 		return
 	}
@@ -187,5 +188,6 @@ func (a *Analyzer) forget(ended []string) {
 		clear(a.late[len(keep):])
 		a.late = keep
 		delete(a.faces, id)
+		a.keep(id, fs, pts)
 	}
 }

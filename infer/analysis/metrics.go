@@ -10,6 +10,8 @@ type Metrics struct {
 	analysed *prometheus.CounterVec
 	skipped  *prometheus.CounterVec
 	late     *prometheus.CounterVec
+	embedded *prometheus.CounterVec
+	reids    *prometheus.CounterVec
 }
 
 // NewMetrics registers the analyzers' metrics.
@@ -30,8 +32,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		late: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "affectd_estimates_late_total", Help: "Results that missed their frame's schedule.max_latency and reached a later frame.",
 		}, []string{"stream"}),
+		embedded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "affectd_faces_embedded_total", Help: "Face embeddings computed for re-identification (a face's first, then one every identity.every).",
+		}, []string{"stream"}),
+		reids: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "affectd_faces_reidentified_total", Help: "New tracks that took back the id of a face whose track had ended.",
+		}, []string{"stream"}),
 	}
-	for _, c := range []prometheus.Collector{m.detected, m.tracked, m.analysed, m.skipped, m.late} {
+	for _, c := range []prometheus.Collector{m.detected, m.tracked, m.analysed, m.skipped, m.late, m.embedded, m.reids} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -49,6 +57,8 @@ func (m *Metrics) Forget(stream string) {
 	m.analysed.DeleteLabelValues(stream)
 	m.skipped.DeletePartialMatch(prometheus.Labels{"stream": stream})
 	m.late.DeleteLabelValues(stream)
+	m.embedded.DeleteLabelValues(stream)
+	m.reids.DeleteLabelValues(stream)
 }
 
 // streamMetrics are one analyzer's series (no-ops without Metrics).
@@ -59,6 +69,8 @@ type streamMetrics struct {
 	tracked  prometheus.Gauge
 	analysed prometheus.Counter
 	late     prometheus.Counter
+	embeds   prometheus.Counter
+	reids    prometheus.Counter
 }
 
 func (m *Metrics) forStream(stream string) streamMetrics {
@@ -71,6 +83,8 @@ func (m *Metrics) forStream(stream string) streamMetrics {
 		tracked:  m.tracked.WithLabelValues(stream),
 		analysed: m.analysed.WithLabelValues(stream),
 		late:     m.late.WithLabelValues(stream),
+		embeds:   m.embedded.WithLabelValues(stream),
+		reids:    m.reids.WithLabelValues(stream),
 	}
 }
 
@@ -101,5 +115,17 @@ func (s *streamMetrics) submitted() {
 func (s *streamMetrics) lateResult() {
 	if s.m != nil {
 		s.late.Inc()
+	}
+}
+
+func (s *streamMetrics) embedded() {
+	if s.m != nil {
+		s.embeds.Inc()
+	}
+}
+
+func (s *streamMetrics) reidentified() {
+	if s.m != nil {
+		s.reids.Inc()
 	}
 }

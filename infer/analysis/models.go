@@ -14,6 +14,7 @@ import (
 	"github.com/affectd/affectd/track/iris"
 	"github.com/affectd/affectd/track/landmarks"
 	"github.com/affectd/affectd/track/mesh"
+	"github.com/affectd/affectd/track/reid"
 )
 
 // Models are the parts every analyzer shares, loaded once: the face
@@ -33,6 +34,9 @@ type Models struct {
 	Iris *iris.Fitter
 	// FER is the expression_fer head's classifier (AddFER; nil: none).
 	FER *emotion.Classifier
+	// Reid embeds faces for re-identification and enrolled names (nil:
+	// off; Options.Identity says what to do with the embeddings).
+	Reid *reid.Embedder
 	// Engine runs the MAE-Face model (nil: no model).
 	Engine *infer.Engine
 	// Aligner crops faces for the model (required with Engine, and for a
@@ -177,14 +181,21 @@ func (m *Models) fitShape(img gocv.Mat, box track.Rect, roll float64) (landmarks
 	if m.Mesh == nil {
 		return m.Landmarks.Fit(img, box)
 	}
-	ms, err := m.Mesh.FitRolled(img, box, roll)
+	ms, err := m.fitMesh(img, box, roll)
 	if err != nil {
 		return landmarks.Shape{}, err
 	}
-	if ms.Face < MinMeshFace {
-		return landmarks.Shape{}, fmt.Errorf("analysis: the face mesh sees no face (flag %.2f)", ms.Face)
-	}
 	return ms.Shape68(), nil
+}
+
+// fitMesh fits the face mesh on the box's crop turned by roll; a mesh that
+// sees no face there is an error: its points would be a guess.
+func (m *Models) fitMesh(img gocv.Mat, box track.Rect, roll float64) (mesh.Mesh, error) {
+	ms, err := m.Mesh.FitRolled(img, box, roll)
+	if err == nil && ms.Face < MinMeshFace {
+		err = fmt.Errorf("analysis: the face mesh sees no face (flag %.2f)", ms.Face)
+	}
+	return ms, err
 }
 
 // FERSource is the expression_fer head's HeadInfo.Source: its numbers come

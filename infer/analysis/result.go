@@ -53,13 +53,19 @@ type FrameStats struct {
 	// Landmarks is the time spent fitting landmarks, head pose and the
 	// landmark AUs of every face of the frame.
 	Landmarks time.Duration
+	// Identity is the time spent embedding faces for re-identification.
+	Identity time.Duration
 }
 
 // Face is one tracked face in a frame.
 type Face struct {
 	// ID is "<stream>/<n>": the same while the face is tracked, never
-	// reused.
+	// given to another face. With re-identification a face that comes
+	// back takes its old id again (in global mode, perhaps on another
+	// stream than the one it names).
 	ID string
+	// Identity is the enrolled person the face matches ("": none).
+	Identity string
 	// Box is x, y, w, h in frame pixels.
 	Box   [4]float32
 	Score float32

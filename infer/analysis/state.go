@@ -24,6 +24,7 @@ type faceState struct {
 	estSm    filters
 	last     time.Time // when last sent to the model
 	inflight int       // requests in the engine
+	id       identity  // re-identification
 }
 
 // estimate is a face's latest model result.
@@ -32,11 +33,12 @@ type estimate struct {
 	values [][]float32
 }
 
-// state returns a face's state, made on first sight.
-func (a *Analyzer) state(id string) *faceState {
+// state returns a face's state, made on first sight (frame seq at pts).
+func (a *Analyzer) state(id string, seq uint64, pts time.Duration) *faceState {
 	fs := a.faces[id]
 	if fs == nil {
 		fs = &faceState{lm: lmau.Face{Base: lmau.NewBaseline(a.o.Neutral, a.o.NeutralFeatures)}}
+		fs.id.first, fs.id.start = seq, pts
 		a.faces[id] = fs
 	}
 	return fs
@@ -57,10 +59,11 @@ type pendingFrame struct {
 
 // pendingFace is one face of a pending frame: what this frame measured.
 type pendingFace struct {
-	face  track.Face
-	state *faceState
-	req   *infer.Request // nil: not sent to the model in this frame
-	res   *infer.Result  // the request's result, while the frame is written
+	face    track.Face // its ID the public one
+	trackID string     // the tracker's id of the face
+	state   *faceState
+	req     *infer.Request // nil: not sent to the model in this frame
+	res     *infer.Result  // the request's result, while the frame is written
 
 	fitted, posed, measured bool
 	meshed, gazed, fer      bool

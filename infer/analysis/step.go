@@ -22,11 +22,11 @@ import (
 func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	a.emit(time.Now()) // results in already free their faces for this frame
 	if f.Restart {     // a new session of the source: its faces are new tracks
-		a.ended = append(a.ended, a.tracker.Flush()...)
+		a.endTracks(a.tracker.Flush())
 	}
 	cut := a.cuts != nil && a.cuts.Cut(f.Mat)
 	if cut { // another shot: whoever is there is somebody new
-		a.ended = append(a.ended, a.tracker.Flush()...)
+		a.endTracks(a.tracker.Flush())
 	}
 	u, err := a.tracker.Step(f.Mat, f.PTS)
 	if err != nil {
@@ -46,11 +46,14 @@ func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	if a.lim.MaxLatency > 0 {
 		pf.deadline = f.CapturedAt.Add(a.lim.MaxLatency)
 	}
-	pf.ended = append(append(pf.ended, a.ended...), u.Ended...)
+	a.endTracks(u.Ended)
+	pf.ended = append(pf.ended, a.ended...)
 	a.ended = a.ended[:0]
 	pf.stats = FrameStats{Detected: u.Detected, Detections: u.Detections, Rejected: u.Rejected, Cut: cut}
 	for _, tf := range u.Faces {
-		pf.faces = append(pf.faces, pendingFace{face: tf, state: a.state(tf.ID), fit: -1})
+		tid := tf.ID
+		tf.ID = a.publicID(tid)
+		pf.faces = append(pf.faces, pendingFace{face: tf, trackID: tid, state: a.state(tf.ID, pf.seq, pf.pts), fit: -1})
 	}
 	if u.Detected {
 		a.sm.detections(u.Detections)
@@ -59,6 +62,9 @@ func (a *Analyzer) step(ctx context.Context, f *capture.Frame) {
 	a.nfaces.Store(int32(len(u.Faces)))
 	a.width.Store(int32(pf.w))
 	a.height.Store(int32(pf.h))
+	if a.identityOn() {
+		a.identify(f, pf)
+	}
 	if a.m.HasLandmarks() {
 		a.fit(f, pf)
 	}
@@ -171,8 +177,7 @@ var ferSoftmax = []bool{true}
 
 // fitFace fits a face's 68 points with the landmark backend; the mesh468
 // backend also keeps the mesh's points and, with the iris model, the gaze
-// and the eyes' blend shapes (a.eyes). A mesh that sees no face is an
-// error: its points would be a guess.
+// and the eyes' blend shapes (a.eyes).
 func (a *Analyzer) fitFace(f *capture.Frame, p *pendingFace) (landmarks.Shape, error) {
 	p.meshed, p.gazed = false, false
 	if a.m.Mesh == nil {
@@ -180,11 +185,8 @@ func (a *Analyzer) fitFace(f *capture.Frame, p *pendingFace) (landmarks.Shape, e
 	}
 	ms := &a.mesh
 	var err error
-	if *ms, err = a.m.Mesh.FitRolled(f.Mat, p.face.Box, mesh.Roll(&p.face.Keypoints)); err != nil {
+	if *ms, err = a.m.fitMesh(f.Mat, p.face.Box, mesh.Roll(&p.face.Keypoints)); err != nil {
 		return landmarks.Shape{}, err
-	}
-	if ms.Face < MinMeshFace {
-		return landmarks.Shape{}, fmt.Errorf("the face mesh sees no face (flag %.2f)", ms.Face)
 	}
 	p.meshed = true
 	for k, q := range ms.Points {

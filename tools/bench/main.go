@@ -57,7 +57,7 @@ func usage() {
 commands:
   infer   bare ONNX Runtime session vs the micro-batching engine (faces/s, latency)
   track   decoding vs ffmpeg, and capture+detect+track+align frames/s
-  faces   face mesh and iris per face (one thread), and the pipeline with them
+  faces   face mesh, iris, expression and embedding per face (one thread), and the pipeline with mesh+iris
   e2e     the real daemon on N paced 720p streams: fps per stream, latency, drops
   latency glass-to-socket latency of WHIP and RTSP ingest, same clip, one run
   analyze offline analysis vs its two halves alone (fps, bound, ratio)
@@ -107,6 +107,8 @@ func benchConfig(modelPath string) (*config.Config, error) {
 	hm := filepath.Join(cache, "human-models", testenv.HumanModelsVersion, "onnx")
 	cfg.Landmarks.MeshModel = filepath.Join(hm, "facemesh.onnx")
 	cfg.Landmarks.IrisModel = filepath.Join(hm, "iris.onnx")
+	cfg.ExpressionFER.Model = filepath.Join(hm, "emotion.onnx")
+	cfg.Identity.Model = filepath.Join(hm, "mobilefacenet.onnx")
 	return &cfg, nil
 }
 

@@ -107,6 +107,52 @@ const (
 	reenterOutMargin = 0.002                         // box this far (frame widths) past the edge when out
 )
 
+// swap's schedule, in frames: astronaut (left) and grace_hopper (right)
+// stand still for 2 s, leave by the nearer edge (astronaut left,
+// grace_hopper right), are both away for SwapGapFrames, then come back by
+// the other edge (astronaut from the right, grace_hopper from the left) and
+// settle in each other's places. The two move in mirror image, so each
+// frame number holds for both.
+const (
+	swapH         = 0.3
+	swapLeft      = 0.3                     // cx of the left place
+	swapRight     = 0.7                     // cx of the right place
+	swapMove      = 2 * FPS                 // first frame of the move out
+	SwapExit      = 59                      // first frame with the boxes cut by the frame edges on the way out (58: last fully inside)
+	SwapOut       = 65                      // first frame with both not shown (fully out): the gap starts
+	SwapGapFrames = LongGapFrames           // 2.5 s (62.5 frames, rounded up)
+	SwapBack      = SwapOut + SwapGapFrames // first frame back: both partly in, at the opposite edges
+	SwapInside    = 134                     // first frame with both boxes fully inside again
+	SwapSettled   = 142                     // first frame at the swapped places (astronaut right, grace_hopper left)
+	swapFrames    = SwapSettled + 2*FPS     // 7.7 s in all
+)
+
+// swapTrack is one of swap's faces: it starts at cx from and ends at cx
+// to, leaving by the from side's edge and coming back by the other.
+func swapTrack(identity string, from, to float64, phase float64) faceTrack {
+	hw := boxHalfWidth(identity, swapH)
+	side := func(x float64) (edge, out float64) { // just inside, fully out, on x's side
+		if x < 0.5 {
+			return hw + reenterOutMargin, -hw - reenterOutMargin
+		}
+		return 1 - hw - reenterOutMargin, 1 + hw + reenterOutMargin
+	}
+	exitEdge, exitOut := side(from)
+	backEdge, backOut := side(to)
+	x := keyed([][2]float64{
+		{swapMove, from},
+		{SwapExit - 1, exitEdge},
+		{SwapOut, exitOut},
+		{SwapBack - 1, backOut},
+		{SwapInside, backEdge},
+		{SwapSettled, to},
+	})
+	return faceTrack{identity: identity, at: func(f int) pose {
+		shown := f < SwapOut || f >= SwapBack
+		return pose{cx: x(f), cy: 0.5 + 0.03*math.Sin(2*math.Pi*secs(f)/3+phase), h: swapH, shown: shown}
+	}}
+}
+
 // jawDrop is the "expression" clip's warp of the astronaut photo: the
 // lower lip and the chin move down by a pixels (photo pixels; the mouth
 // opens and the jaw drops), the face above the mouth and the rest of the
@@ -188,6 +234,16 @@ var clipDefs = []clipDef{
 				return pose{cx: x(f), cy: 0.5 + 0.03*math.Sin(2*math.Pi*secs(f)/3), h: reenterH, shown: shown}
 			}
 		}()}},
+	},
+	{
+		name: "swap", frames: swapFrames, seed: 909,
+		doc: fmt.Sprintf("astronaut (left) and grace_hopper (right) side by side, both leave by the nearer edge, gone %d frames, "+
+			"astronaut re-enters from the right and grace_hopper from the left, swapped places, boxes never overlapping, %.2f s",
+			SwapGapFrames, secs(swapFrames)),
+		faces: []faceTrack{
+			swapTrack("astronaut", swapLeft, swapRight, 0),
+			swapTrack("grace_hopper", swapRight, swapLeft, math.Pi),
+		},
 	},
 	{
 		name: "cut", frames: 6 * FPS, seed: 606, cutAt: 3 * FPS,

@@ -1,6 +1,8 @@
 package testmedia
 
 import (
+	"math"
+	"slices"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -152,5 +154,89 @@ func TestScaled(t *testing.T) {
 				t.Fatalf("frame %d: 1280x720 box %v is not twice %v", i, fb.Box, fa.Box)
 			}
 		}
+	}
+}
+
+// TestSwapClip checks the swap clip's truth: astronaut and grace_hopper
+// leave by opposite edges, are both away for SwapGapFrames and come back
+// swapped, never overlapping.
+func TestSwapClip(t *testing.T) {
+	c := MustEnsure(t, "swap", 640, 360)
+	truth, err := c.Truth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const W = 640.0
+	if truth.FrameCount != swapFrames || len(truth.Identities) != 2 ||
+		truth.Identities[0] != "astronaut" || truth.Identities[1] != "grace_hopper" {
+		t.Fatalf("truth header: frames %d identities %v", truth.FrameCount, truth.Identities)
+	}
+	if n, w, h := decode(t, c.Path); w != 640 || h != 360 || n < truth.FrameCount-1 || n > truth.FrameCount+1 {
+		t.Errorf("decoded %d frames of %dx%d, truth has %d of 640x360", n, w, h, truth.FrameCount)
+	}
+	if len(truth.Gaps) != 2 {
+		t.Fatalf("gaps %+v, want one per identity", truth.Gaps)
+	}
+	for _, g := range truth.Gaps {
+		if g.Start != SwapOut || g.Frames != SwapGapFrames {
+			t.Errorf("gap %+v, want start %d, %d frames", g, SwapOut, SwapGapFrames)
+		}
+	}
+	centre := func(f Face) float64 { return f.Box[0] + f.Box[2]/2 }
+	for i, fr := range truth.Frames {
+		if i >= SwapOut && i < SwapBack {
+			if len(fr.Faces) != 0 {
+				t.Fatalf("frame %d (in the gap): faces %+v", i, fr.Faces)
+			}
+			continue
+		}
+		a, okA := truth.Face(i, "astronaut")
+		g, okG := truth.Face(i, "grace_hopper")
+		if !okA || !okG || len(fr.Faces) != 2 {
+			t.Fatalf("frame %d: faces %+v, want astronaut and grace_hopper", i, fr.Faces)
+		}
+		// Before the gap astronaut is on the left, after it on the right.
+		before := i < SwapOut
+		if before && !(centre(a) < W/2 && centre(g) > W/2) || !before && !(centre(a) > W/2 && centre(g) < W/2) {
+			t.Fatalf("frame %d: astronaut at x %.1f, grace_hopper at %.1f: wrong sides", i, centre(a), centre(g))
+		}
+		// Never overlapping: neither the boxes nor a cut-out over the other box.
+		if a.Box[0] < g.Box[0]+g.Box[2] && g.Box[0] < a.Box[0]+a.Box[2] {
+			t.Fatalf("frame %d: boxes overlap: astronaut %v, grace_hopper %v", i, a.Box, g.Box)
+		}
+		if a.Occluded != 0 || g.Occluded != 0 {
+			t.Fatalf("frame %d: occluded: astronaut %v, grace_hopper %v", i, a.Occluded, g.Occluded)
+		}
+		// Fully in except while crossing the edges; at the edges each is
+		// at its own side: out by the nearer one, back by the other.
+		crossing := i >= SwapExit && i < SwapOut || i >= SwapBack && i < SwapInside
+		for _, f := range []Face{a, g} {
+			if full := f.Visible == 1 && f.FullBox == f.Box; full == crossing {
+				t.Fatalf("frame %d: %s visible %.4f (box %v, full %v), crossing an edge %v",
+					i, f.Identity, f.Visible, f.Box, f.FullBox, crossing)
+			}
+			if crossing {
+				atLeft, atRight := f.Box[0] == 0, f.Box[0]+f.Box[2] == W
+				wantLeft := (f.Identity == "astronaut") == before
+				if atLeft != wantLeft || atRight == wantLeft {
+					t.Fatalf("frame %d: %s box %v at the wrong edge", i, f.Identity, f.Box)
+				}
+			}
+		}
+	}
+	// The places, from the start and from SwapSettled on.
+	for _, p := range []struct {
+		frame            int
+		astronaut, grace float64
+	}{{0, 0.3, 0.7}, {swapMove - 1, 0.3, 0.7}, {SwapSettled, 0.7, 0.3}, {swapFrames - 1, 0.7, 0.3}} {
+		a, _ := truth.Face(p.frame, "astronaut")
+		g, _ := truth.Face(p.frame, "grace_hopper")
+		if math.Abs(centre(a)-p.astronaut*W) > 0.5 || math.Abs(centre(g)-p.grace*W) > 0.5 {
+			t.Errorf("frame %d: astronaut at x %.1f, grace_hopper at %.1f, want %.0f and %.0f",
+				p.frame, centre(a), centre(g), p.astronaut*W, p.grace*W)
+		}
+	}
+	if !slices.Contains(Names(), "swap") {
+		t.Errorf("Names() %v lacks swap", Names())
 	}
 }
