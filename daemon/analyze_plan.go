@@ -146,6 +146,7 @@ func (a *analyzer) signature(in string) (string, error) {
 		stamp(c.Landmarks.Model), c.Landmarks.Align, c.Landmarks.FOV, c.Smoothing,
 		c.Landmarks.Backend, stamp(c.Landmarks.MeshModel), stamp(c.Landmarks.IrisModel), a.o.Mesh,
 		c.Detector.Verify, c.Detector.VerifyThreshold, c.Tracker.Cuts, c.Tracker.FitThreshold, a.o.Frames, a.o.Neutral, stamp(a.o.Neutral),
+		stamp(c.ExpressionFER.Model), c.Identity.Mode, stamp(c.Identity.Model), c.Identity.Threshold, c.Identity.Expiry.D(), c.Identity.Every.D(),
 	}
 	h := sha256.New()
 	for _, p := range parts {

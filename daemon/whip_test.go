@@ -77,7 +77,9 @@ func TestWHIPPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc := startBinary(t, configYAML(t, p, whipConfig+"\nauth_token: tok", streamSpec{"cam", "whip://", false}))
+	// identity off: a new session's faces are new tracks (with it on, the
+	// same two people would take their ids back, as TestReidentify* check).
+	proc := startBinary(t, configYAML(t, p, whipConfig+"\nauth_token: tok\nidentity: off", streamSpec{"cam", "whip://", false}))
 	_, msgs := dialWS(t, proc.addr, "?streams=cam&token=tok")
 	decodedBefore := 0.0
 	seen := map[string]string{}
