@@ -35,6 +35,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return analyzeCmd(args[1:], stdout, stderr)
 	case "check-config":
 		return checkConfig(args[1:], stdout, stderr)
+	case "train":
+		return trainCmd(args[1:], stdout, stderr)
+	case "features":
+		return featuresCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "affectd %s\n", versionString())
 		return 0
@@ -57,6 +61,11 @@ commands:
                               run the daemon (SIGHUP reloads the streams)
   analyze [flags] FILE|DIR... analyse video files offline into OpenFace-style CSV (or JSON Lines);
                               resumable; -h for its flags
+  features -model ENCODER.onnx [-out DIR] [-every N] FOLDER...
+                              MAE-Face features of aligned face crops (ABAW cropped_aligned) for train
+  train -labels L -features DIR -base ENCODER.onnx [-out DIR]
+                              fit AU/VA/expression heads on MAE-Face features from ABAW-style
+                              labels into a model the daemon loads; -h for its flags
   check-config FILE           validate a config file (errors name the key and line)
   model-info [-ort LIB] MODEL load an ONNX model and print its affectd metadata
   version                     print the version

@@ -46,6 +46,8 @@ apt_packages=(
 	fonts-dejavu-core
 	# a real OSC peer for the rig-output tests (oscdump)
 	liblo-tools
+	# examples/python, run by the tests: websocket client, pandas
+	python3-websockets python3-pandas
 )
 if ! command -v npm >/dev/null 2>&1; then
 	apt_packages+=(npm)
