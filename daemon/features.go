@@ -31,13 +31,16 @@ func featuresCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("features", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: affectd features -model ENCODER.onnx [-out DIR] [-every N] FOLDER...
+		fmt.Fprint(stderr, `usage: affectd features -model ENCODER.onnx [-out DIR] [-every N] FOLDER|VIDEO...
 
-Writes MAE-Face's feature vector for every picture of folders of aligned
-face crops, ABAW's cropped_aligned layout: a folder per video (or the
-folder itself), a picture per frame named by its number (00001.jpg). Each
-crop is resized to the model's input as the runtime's aligner samples
-(bilinear, pixel centres) and normalised as its metadata says. Per video:
+Writes MAE-Face's feature vector per face per frame. A video file goes
+through the per-frame core exactly as affectd analyze -features takes it
+(detection, tracking, landmark alignment: the live path's vectors;
+resumable). A folder is ABAW's cropped_aligned layout, already aligned: a
+folder per video (or the folder itself), a picture per frame named by its
+number (00001.jpg); each crop is resized to the model's input as the
+runtime's aligner samples (bilinear, pixel centres) and normalised as its
+metadata says. Per video:
 <video>.npy (float32, frames × D; numpy.load reads it) and
 <video>.index.csv (row,frame,face), the input of affectd train. A video
 whose output exists for the same model, pictures and -every is skipped
@@ -65,12 +68,33 @@ flags:
 		c.ORT.Library = *ort
 	}
 	findDefaults(&c, nil)
-	n, err := extractAligned(context.Background(), &c, fs.Args(), *out, *every, *batch, stdout)
-	if err != nil {
-		fmt.Fprintf(stderr, "affectd features: %v\n", err)
-		return 1
+	// Features need neither expression_fer nor identities.
+	c.ExpressionFER.Model, c.Identity.Mode = "", config.IdentityOff
+	var dirs, files []string
+	for _, a := range fs.Args() {
+		if st, err := os.Stat(a); err != nil {
+			fmt.Fprintf(stderr, "affectd features: %v\n", err)
+			return 1
+		} else if st.IsDir() {
+			dirs = append(dirs, a)
+		} else {
+			files = append(files, a)
+		}
 	}
-	fmt.Fprintf(stdout, "wrote %d videos' features → %s\n", n, *out)
+	if len(dirs) > 0 {
+		n, err := ExtractFeatures(context.Background(), &c, dirs, *out, *every, *batch, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "affectd features: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "wrote %d folders' features → %s\n", n, *out)
+	}
+	if len(files) > 0 {
+		if err := extractVideos(context.Background(), &c, files, *out, *every, stdout); err != nil {
+			fmt.Fprintf(stderr, "affectd features: %v\n", err)
+			return 1
+		}
+	}
 	return 0
 }
 
@@ -136,8 +160,11 @@ func listAligned(roots []string) ([]alignedVideo, error) {
 	return vids, nil
 }
 
-// extractAligned runs the encoder over every video's crops.
-func extractAligned(ctx context.Context, c *config.Config, roots []string, outDir string, every, batch int, progress io.Writer) (int, error) {
+// ExtractFeatures runs the encoder c.Model.Path over every video of aligned
+// crops under roots into outDir (the features format of infer/train),
+// keeping every N-th frame, batch crops at a time; it returns how many
+// videos there were.
+func ExtractFeatures(ctx context.Context, c *config.Config, roots []string, outDir string, every, batch int, progress io.Writer) (int, error) {
 	vids, err := listAligned(roots)
 	if err != nil {
 		return 0, err
@@ -277,4 +304,103 @@ func videoKey(model string, every int, v alignedVideo) string {
 		fmt.Fprintf(h, "%d %s %d %d\x00", v.frames[i], filepath.Base(p), st.Size(), st.ModTime().UnixNano())
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// extractVideos writes the features of video files through the per-frame
+// core, exactly as `affectd analyze -features` computes them (detection,
+// tracking, alignment, the engine; resumable by analyze's own
+// checkpoints in outDir/.analyze), then turns each finished CSV into the
+// features format, keeping every N-th frame.
+func extractVideos(ctx context.Context, c *config.Config, inputs []string, outDir string, every int, progress io.Writer) error {
+	work := filepath.Join(outDir, ".analyze")
+	ac := *c
+	// affectd analyze's own defaults: the detector on every frame, raw
+	// per-frame values; a later `affectd analyze -model trained.onnx`
+	// then sees the very same faces and crops.
+	ac.Detector.DetectEvery, ac.Smoothing.Enabled = 1, false
+	rep, err := Analyze(ctx, &ac, AnalyzeOptions{Inputs: inputs, OutDir: work, Features: true, Points: false})
+	if err != nil {
+		return err
+	}
+	if rep.Failed() > 0 {
+		for _, f := range rep.Files {
+			if f.Err != nil {
+				return fmt.Errorf("%s: %w", f.Input, f.Err)
+			}
+		}
+	}
+	for _, f := range rep.Files {
+		name := strings.TrimSuffix(filepath.Base(f.Output), ".csv")
+		n, err := csvToFeatures(f.Output, filepath.Join(outDir, name), name, every)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(progress, "%s: %d face rows\n", name, n)
+	}
+	return nil
+}
+
+// csvToFeatures converts an analyze CSV with features (f_0 …) into
+// base.npy and base.index.csv; rows without a feature vector (faces the
+// model did not analyse: a failed fit) are left out.
+func csvToFeatures(csvPath, base, video string, every int) (int, error) {
+	data, err := os.ReadFile(csvPath)
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	head := strings.Split(lines[0], ",")
+	frameCol, faceCol, f0 := -1, -1, -1
+	for i, h := range head {
+		switch h = strings.TrimSpace(h); {
+		case h == "frame":
+			frameCol = i
+		case h == "face_id":
+			faceCol = i
+		case h == "f_0":
+			f0 = i
+		}
+	}
+	if frameCol < 0 || faceCol < 0 || f0 < 0 {
+		return 0, fmt.Errorf("%s: no frame, face_id or f_0 column", csvPath)
+	}
+	dim := len(head) - f0
+	var x []float32
+	var idx bytes.Buffer
+	idx.WriteString("row,frame,face\n")
+	rows := 0
+	for ln, l := range lines[1:] {
+		p := strings.Split(l, ",")
+		if len(p) != len(head) {
+			return 0, fmt.Errorf("%s:%d: %d fields, the header has %d", csvPath, ln+2, len(p), len(head))
+		}
+		frame, err := strconv.Atoi(strings.TrimSpace(p[frameCol]))
+		if err != nil || (frame-1)%every != 0 || strings.TrimSpace(p[f0]) == "" {
+			continue
+		}
+		row := make([]float32, dim)
+		ok := true
+		for j := range dim {
+			v, err := strconv.ParseFloat(strings.TrimSpace(p[f0+j]), 32)
+			if err != nil {
+				ok = false
+				break
+			}
+			row[j] = float32(v)
+		}
+		if !ok {
+			continue
+		}
+		x = append(x, row...)
+		fmt.Fprintf(&idx, "%d,%d,%s/%s\n", rows, frame, video, strings.TrimSpace(p[faceCol]))
+		rows++
+	}
+	var npy bytes.Buffer
+	if err := train.WriteNPY(&npy, rows, dim, x); err != nil {
+		return 0, err
+	}
+	if err := writeFileAtomic(base+".npy", npy.Bytes()); err != nil {
+		return 0, err
+	}
+	return rows, writeFileAtomic(base+".index.csv", idx.Bytes())
 }

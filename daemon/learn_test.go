@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	_ "image/png"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -140,6 +143,15 @@ func TestLearnability(t *testing.T) {
 		if err := json.Unmarshal(rb, &rep); err != nil {
 			t.Fatal(err)
 		}
+		if pf, err := os.Open(filepath.Join(out, "report.png")); err != nil {
+			t.Error(err)
+		} else {
+			cfg, format, err := image.DecodeConfig(pf)
+			pf.Close()
+			if err != nil || format != "png" || cfg.Width < 400 {
+				t.Errorf("report.png: %v %s %dx%d", err, format, cfg.Width, cfg.Height)
+			}
+		}
 		f1, ccc := rep.Heads["au"].Mean, rep.Heads["va"].Mean
 		switch {
 		case !shuffle && (f1 < 0.8 || ccc < 0.7):
@@ -148,4 +160,135 @@ func TestLearnability(t *testing.T) {
 			t.Errorf("shuffled labels: AU F1 %.3f (want ≤ 0.6), VA CCC %.3f (want ≤ 0.2)", f1, ccc)
 		}
 	}
+}
+
+// TestTrainReproducedByAnalyze: the learnability crops made into videos
+// (each crop scaled to 224 px in a 448 px grey frame, H.264), features
+// through the per-frame core (affectd features on the videos: detection,
+// tracking, landmark alignment), heads from affectd train; then affectd
+// analyze with the trained model on the held-out videos gives, from its
+// CSV columns (AUxx_c, valence, arousal), the report's F1 and CCC within
+// 0.01: the model the daemon runs is the one the report measured.
+func TestTrainReproducedByAnalyze(t *testing.T) {
+	enc := testenv.RequireModel(t, testenv.ModelSpec{Preset: "tiny", Seed: 5, GlobalPool: true})
+	dir := t.TempDir()
+	writeLearnClips(t, dir, 10, 40, false)
+	var videos []string
+	for v := range 10 {
+		name := fmt.Sprintf("vid%02d", v)
+		out := filepath.Join(dir, "videos", name+".mp4")
+		os.MkdirAll(filepath.Dir(out), 0o755)
+		cmd := exec.Command("ffmpeg", "-v", "error", "-y", "-framerate", "25", "-i", filepath.Join(dir, "cropped_aligned", name, "%05d.jpg"),
+			"-vf", "scale=224:224,pad=448:448:112:112:color=gray", "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ffmpeg: %v\n%s", err, b)
+		}
+		videos = append(videos, out)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		b, err := exec.Command(binary(t), args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("affectd %s: %v\n%s", args[0], err, b)
+		}
+		return string(b)
+	}
+	feats := filepath.Join(dir, "features")
+	run(append([]string{"features", "-model", enc.ONNX, "-out", feats}, videos...)...)
+	trained := filepath.Join(dir, "trained")
+	t.Logf("affectd train:\n%s", run("train", "-labels", filepath.Join(dir, "AU_Set"), "-labels", filepath.Join(dir, "VA_Set"),
+		"-features", feats, "-base", enc.ONNX, "-out", trained))
+	var rep Report
+	rb, _ := os.ReadFile(filepath.Join(trained, "report.json"))
+	if err := json.Unmarshal(rb, &rep); err != nil {
+		t.Fatal(err)
+	}
+	au, va := rep.Heads["au"], rep.Heads["va"]
+	if len(au.ValVideos) == 0 || strings.Join(au.ValVideos, ",") != strings.Join(va.ValVideos, ",") {
+		t.Fatalf("validation videos: au %v, va %v", au.ValVideos, va.ValVideos)
+	}
+	var held []string
+	for _, v := range au.ValVideos {
+		held = append(held, filepath.Join(dir, "videos", v+".mp4"))
+	}
+	an := filepath.Join(dir, "analyzed")
+	run(append([]string{"analyze", "-model", filepath.Join(trained, "model.onnx"), "-out", an, "-quiet"}, held...)...)
+
+	auL, err := train.ReadABAW(filepath.Join(dir, "AU_Set"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vaL, err := train.ReadABAW(filepath.Join(dir, "VA_Set"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pred, truth [2][]float32 // AU1, AU2 occurrence
+	var vpred, vtruth [2][]float32
+	for _, v := range au.ValVideos {
+		rows, err := readCSVColumns(filepath.Join(an, v+".csv"), "frame", "AU01_c", "AU02_c", "valence", "arousal", "success")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if r[5] != 1 {
+				continue // no model values (the fit failed): no features in training either
+			}
+			f := int(r[0])
+			a, b := auL.Videos[v][f-1], vaL.Videos[v][f-1]
+			for k := range 2 {
+				pred[k], truth[k] = append(pred[k], r[1+k]), append(truth[k], a[k])
+				vpred[k], vtruth[k] = append(vpred[k], r[3+k]), append(vtruth[k], b[k])
+			}
+		}
+	}
+	for k, name := range []string{"AU1", "AU2"} {
+		got := train.F1(pred[k], truth[k], 0.5)
+		t.Logf("%s: F1 %.4f from analyze, %.4f in the report", name, got, au.PerLabel[name])
+		if d := got - au.PerLabel[name]; d > 0.01 || d < -0.01 {
+			t.Errorf("%s: analyze's F1 %.4f, the report's %.4f", name, got, au.PerLabel[name])
+		}
+	}
+	for k, name := range []string{"valence", "arousal"} {
+		got := train.CCC(vpred[k], vtruth[k])
+		t.Logf("%s: CCC %.4f from analyze, %.4f in the report", name, got, va.PerLabel[name])
+		if d := got - va.PerLabel[name]; d > 0.01 || d < -0.01 {
+			t.Errorf("%s: analyze's CCC %.4f, the report's %.4f", name, got, va.PerLabel[name])
+		}
+	}
+}
+
+// readCSVColumns reads the named columns of an analyze CSV as numbers.
+func readCSVColumns(path string, names ...string) ([][]float32, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	head := strings.Split(lines[0], ",")
+	idx := make([]int, len(names))
+	for i, n := range names {
+		idx[i] = -1
+		for j, h := range head {
+			if strings.TrimSpace(h) == n {
+				idx[i] = j
+			}
+		}
+		if idx[i] < 0 {
+			return nil, fmt.Errorf("%s: no column %s", path, n)
+		}
+	}
+	var out [][]float32
+	for _, l := range lines[1:] {
+		p := strings.Split(l, ",")
+		row := make([]float32, len(names))
+		for i, j := range idx {
+			v, err := strconv.ParseFloat(strings.TrimSpace(p[j]), 32)
+			if err != nil {
+				v = math.NaN() // an empty cell
+			}
+			row[i] = float32(v)
+		}
+		out = append(out, row)
+	}
+	return out, nil
 }

@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -44,7 +46,7 @@ func trainCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&labels, "labels", "labels: an ABAW folder (AU_Set, VA_Set or EXPR_Set, with or without Train_Set/ and Validation_Set/), or au=FILE.csv, va=FILE.csv, expr=FILE.csv (video,frame,<labels>; expr: one class column); repeat for several heads")
 	features := fs.String("features", "", "folder of <video>.npy and <video>.index.csv (affectd features)")
 	base := fs.String("base", "", "the encoder as ONNX (tools/export of the released checkpoint, no heads): the heads are attached to it")
-	out := fs.String("out", "trained", "output folder: model.onnx, heads.json, report.json")
+	out := fs.String("out", "trained", "output folder: model.onnx, heads.json, report.json, report.png")
 	val := fs.Float64("val", 0.2, "share of the videos held out for validation (whole videos)")
 	seed := fs.Uint64("seed", 1, "seed of the split")
 	classes := fs.String("classes", strings.Join(train.ExprNames, ","), "expression classes of an expr=FILE.csv, in index order")
@@ -57,7 +59,8 @@ with per-AU thresholds tuned for F1, tanh regression of valence and arousal
 against MSE + (1 − CCC), softmax regression of expression with class
 weights, each stopped early on the validation split. Writes the encoder
 with the heads (model.onnx: affectd run -model loads it), the heads alone
-(heads.json) and the validation metrics (report.json, and a table here).
+(heads.json), the validation metrics (report.json, and a table here) and a
+picture of them (report.png: AU F1 bars, valence/arousal scatter).
 
 flags:
 `)
@@ -113,6 +116,8 @@ func runTrain(labelArgs []string, featDir, base, outDir string, valShare float64
 	rep := Report{Date: time.Now().UTC().Truncate(time.Second), Base: base, Features: featDir, Seed: seed, ValShare: valShare,
 		Heads: map[string]train.Score{}, Missing: map[string]int{}}
 	var heads []*train.Head
+	var auHead *train.Head
+	var vaPoints [][2][2]float32 // validation frames: (true, predicted) valence and arousal
 	for _, l := range sets {
 		d, missing, err := train.Join(feats, l)
 		if err != nil {
@@ -128,6 +133,20 @@ func runTrain(labelArgs []string, featDir, base, outDir string, valShare float64
 		}
 		heads = append(heads, h)
 		rep.Heads[h.Name], rep.Missing[h.Name] = sc, missing
+		switch l.Task {
+		case train.TaskAU:
+			auHead = h
+		case train.TaskVA:
+			p := make([]float32, 2)
+			for i := range va.Len() {
+				y := va.Y[i]
+				if math.IsNaN(float64(y[0])) {
+					continue
+				}
+				h.Predict(va.Row(i), p)
+				vaPoints = append(vaPoints, [2][2]float32{{y[0], p[0]}, {y[1], p[1]}})
+			}
+		}
 	}
 	sum := sha256.Sum256(baseModel)
 	info := &infer.ModelInfo{Name: "affectd-train", Backbone: "vit", CheckpointSHA256: hex.EncodeToString(sum[:]), Precision: "fp32"}
@@ -141,7 +160,15 @@ func runTrain(labelArgs []string, featDir, base, outDir string, valShare float64
 	}
 	hj, _ := json.MarshalIndent(heads, "", " ")
 	rj, _ := json.MarshalIndent(rep, "", "  ")
-	for name, b := range map[string][]byte{"model.onnx": model, "heads.json": hj, "report.json": rj} {
+	var plot bytes.Buffer
+	var auScore train.Score
+	if auHead != nil {
+		auScore = rep.Heads[auHead.Name]
+	}
+	if err := train.Plot(&plot, auHead, auScore, vaPoints); err != nil {
+		return err
+	}
+	for name, b := range map[string][]byte{"model.onnx": model, "heads.json": hj, "report.json": rj, "report.png": plot.Bytes()} {
 		if err := writeFileAtomic(filepath.Join(outDir, name), b); err != nil {
 			return err
 		}

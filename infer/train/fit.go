@@ -124,21 +124,21 @@ func softmax(v []float32) {
 
 // Options tune the fit.
 type Options struct {
-	Epochs   int     // at most (default 300)
-	Patience int     // epochs without a better validation score (default 15)
-	Rate     float64 // Adam's step (default 0.01)
+	Epochs   int     // passes over the training rows, at most (default 100)
+	Patience int     // epochs without a better validation score (default 8)
+	Rate     float64 // Adam's step (default 0.003)
 	L2       float64 // weight decay (default 1e-4)
 }
 
 func (o *Options) defaults() {
 	if o.Epochs <= 0 {
-		o.Epochs = 300
+		o.Epochs = 100
 	}
 	if o.Patience <= 0 {
-		o.Patience = 15
+		o.Patience = 8
 	}
 	if o.Rate <= 0 {
-		o.Rate = 0.01
+		o.Rate = 0.003
 	}
 	if o.L2 < 0 {
 		o.L2 = 0
@@ -157,6 +157,8 @@ type Score struct {
 	Epochs   int                `json:"epochs"`
 	Train    int                `json:"train_frames"`
 	Val      int                `json:"val_frames"`
+	// ValVideos are the videos held out.
+	ValVideos []string `json:"val_videos"`
 }
 
 // Fit trains the head for labels' task on train, stopping early on val:
@@ -180,7 +182,7 @@ func Fit(name string, task Task, labels []string, train, val *Data, o Options) (
 		epochs++
 		f.epoch()
 		s := evaluate(f.head(name, labels), task, val, va, nil).Mean
-		if s > bestScore+1e-6 {
+		if s > bestScore+minGain {
 			best, bestScore, stale = f.snapshot(), s, 0
 		} else {
 			stale++
@@ -198,8 +200,20 @@ func Fit(name string, task Task, labels []string, train, val *Data, o Options) (
 	}
 	sc := evaluate(h, task, val, va, h.Thresholds)
 	sc.Epochs, sc.Train, sc.Val = epochs, len(tr), len(va)
+	seen := map[string]bool{}
+	for _, i := range va {
+		if v := val.Video[i]; !seen[v] {
+			seen[v] = true
+			sc.ValVideos = append(sc.ValVideos, v)
+		}
+	}
+	sort.Strings(sc.ValVideos)
 	return h, sc, nil
 }
+
+// minGain is the least rise of the validation metric that counts as
+// better for early stopping (less is noise).
+const minGain = 1e-3
 
 func annotatedRows(d *Data) []int {
 	var rows []int
@@ -279,26 +293,36 @@ func evaluate(h *Head, task Task, d *Data, rows []int, thresholds []float32) Sco
 	return s
 }
 
-// fitter is a linear model on standardised features trained by full-batch
-// Adam.
+// fitter is a linear model on standardised features trained by
+// mini-batch Adam.
 type fitter struct {
 	task      Task
 	k, dim    int
 	d         *Data
-	rows      []int
+	rows      []int     // the annotated training rows, in d
+	xs        []float32 // their features standardised, len(rows) × dim
 	mean, inv []float64 // standardisation: (x − mean)·inv
 	w         []float64 // k × (dim+1): weights then bias
+	w32       []float32 // w as float32, for the batch's products
 	m, v      []float64 // Adam's moments
 	t         int
 	o         Options
 	classW    [][2]float64 // AU: weights of negatives and positives per label
 	exprW     []float64    // expression: weight per class
-	z, g      []float64    // per row × k: logits and dL/dz
+	order     []int        // this epoch's row order (indices into rows)
+	rng       uint64
+	z, g      []float64   // per batch row × k: logits and dL/dz
+	grads     [][]float32 // per worker
 	workers   int
 }
 
+// batchRows is the largest mini-batch; small sets get smaller ones (a
+// sixteenth of the rows, at least 32), so that every epoch takes several
+// steps and early stopping does not stop after a handful.
+const batchRows = 512
+
 func newFitter(task Task, k int, d *Data, rows []int, o Options) *fitter {
-	f := &fitter{task: task, k: k, dim: d.Dim, d: d, rows: rows, o: o, workers: runtime.GOMAXPROCS(0)}
+	f := &fitter{task: task, k: k, dim: d.Dim, d: d, rows: rows, o: o, workers: runtime.GOMAXPROCS(0), rng: 0x9e3779b97f4a7c15}
 	f.mean, f.inv = make([]float64, d.Dim), make([]float64, d.Dim)
 	for _, i := range rows {
 		for j, x := range d.Row(i) {
@@ -322,9 +346,25 @@ func newFitter(task Task, k int, d *Data, rows []int, o Options) *fitter {
 			f.inv[j] = 0
 		}
 	}
+	f.xs = make([]float32, len(rows)*d.Dim)
+	for r, i := range rows {
+		dst := f.xs[r*d.Dim : (r+1)*d.Dim]
+		for j, x := range d.Row(i) {
+			dst[j] = float32((float64(x) - f.mean[j]) * f.inv[j])
+		}
+	}
 	f.w = make([]float64, k*(d.Dim+1))
 	f.m, f.v = make([]float64, len(f.w)), make([]float64, len(f.w))
-	f.z, f.g = make([]float64, len(rows)*k), make([]float64, len(rows)*k)
+	f.z, f.g = make([]float64, batchRows*k), make([]float64, batchRows*k)
+	f.w32 = make([]float32, len(f.w))
+	f.grads = make([][]float32, f.workers)
+	for w := range f.grads {
+		f.grads[w] = make([]float32, len(f.w))
+	}
+	f.order = make([]int, len(rows))
+	for i := range f.order {
+		f.order[i] = i
+	}
 	switch task {
 	case TaskAU:
 		f.classW = make([][2]float64, k)
@@ -352,9 +392,8 @@ func newFitter(task Task, k int, d *Data, rows []int, o Options) *fitter {
 	return f
 }
 
-// parallel runs fn over chunks of the rows on every CPU.
-func (f *fitter) parallel(fn func(lo, hi, worker int)) {
-	n := len(f.rows)
+// parallel runs fn over chunks of [0, n) on every CPU.
+func (f *fitter) parallel(n int, fn func(lo, hi, worker int)) {
 	chunk := (n + f.workers - 1) / f.workers
 	var wg sync.WaitGroup
 	for w := range f.workers {
@@ -368,54 +407,68 @@ func (f *fitter) parallel(fn func(lo, hi, worker int)) {
 	wg.Wait()
 }
 
-// epoch: logits, the loss's gradient per logit, the weights' gradient,
-// one Adam step.
+// next is a xorshift step: the epochs' shuffles, the same every run.
+func (f *fitter) next() uint64 {
+	f.rng ^= f.rng << 13
+	f.rng ^= f.rng >> 7
+	f.rng ^= f.rng << 17
+	return f.rng
+}
+
+// epoch is one pass over the training rows in a new order, one Adam step
+// per mini-batch.
 func (f *fitter) epoch() {
+	for i := len(f.order) - 1; i > 0; i-- {
+		j := int(f.next() % uint64(i+1))
+		f.order[i], f.order[j] = f.order[j], f.order[i]
+	}
+	b := min(batchRows, max(32, len(f.order)/16))
+	for lo := 0; lo < len(f.order); lo += b {
+		f.step(f.order[lo:min(lo+b, len(f.order))])
+	}
+}
+
+// step: logits of the batch, the loss's gradient per logit, the weights'
+// gradient, one Adam step.
+func (f *fitter) step(batch []int) {
 	k, dim, stride := f.k, f.dim, f.dim+1
-	f.parallel(func(lo, hi, _ int) {
-		x := make([]float64, dim)
+	for i, w := range f.w {
+		f.w32[i] = float32(w)
+	}
+	f.parallel(len(batch), func(lo, hi, _ int) {
 		for n := lo; n < hi; n++ {
-			f.std(f.rows[n], x)
+			x := f.xs[batch[n]*dim : (batch[n]+1)*dim]
 			for c := range k {
-				w := f.w[c*stride : (c+1)*stride]
-				s := w[dim]
-				for j, v := range x {
-					s += w[j] * v
-				}
-				f.z[n*k+c] = s
+				w := f.w32[c*stride : (c+1)*stride]
+				f.z[n*k+c] = float64(w[dim]) + float64(dot(w[:dim], x))
 			}
 		}
 	})
-	f.lossGrad()
-	grads := make([][]float64, f.workers)
-	f.parallel(func(lo, hi, worker int) {
-		g := make([]float64, len(f.w))
-		x := make([]float64, dim)
+	f.lossGrad(batch)
+	f.parallel(len(batch), func(lo, hi, worker int) {
+		g := f.grads[worker]
+		clear(g)
 		for n := lo; n < hi; n++ {
-			f.std(f.rows[n], x)
+			x := f.xs[batch[n]*dim : (batch[n]+1)*dim]
 			for c := range k {
-				gz := f.g[n*k+c]
+				gz := float32(f.g[n*k+c])
 				if gz == 0 {
 					continue
 				}
 				row := g[c*stride : (c+1)*stride]
-				for j, v := range x {
-					row[j] += gz * v
-				}
+				axpy(gz, x, row[:dim])
 				row[dim] += gz
 			}
 		}
-		grads[worker] = g
 	})
+	used := min(f.workers, len(batch))
 	f.t++
 	const b1, b2, eps = 0.9, 0.999, 1e-8
 	c1, c2 := 1-math.Pow(b1, float64(f.t)), 1-math.Pow(b2, float64(f.t))
 	for i := range f.w {
 		var g float64
-		for _, gw := range grads {
-			if gw != nil {
-				g += gw[i]
-			}
+		for _, gw := range f.grads[:used] {
+			g += float64(gw[i])
 		}
 		if i%stride != f.dim {
 			g += f.o.L2 * f.w[i]
@@ -426,58 +479,53 @@ func (f *fitter) epoch() {
 	}
 }
 
-func (f *fitter) std(i int, x []float64) {
-	for j, v := range f.d.Row(i) {
-		x[j] = (float64(v) - f.mean[j]) * f.inv[j]
-	}
-}
-
-// lossGrad writes dL/dz for every row and output (the loss is a mean over
-// the annotated rows).
-func (f *fitter) lossGrad() {
+// lossGrad writes dL/dz for every row of the batch and output (the loss
+// is a mean over the batch's annotated rows).
+func (f *fitter) lossGrad(batch []int) {
 	k := f.k
+	y := func(n, j int) float32 { return f.d.Y[f.rows[batch[n]]][j] }
 	switch f.task {
 	case TaskAU:
 		for j := range k {
 			var cnt float64
-			for _, i := range f.rows {
-				if !math.IsNaN(float64(f.d.Y[i][j])) {
+			for n := range batch {
+				if !math.IsNaN(float64(y(n, j))) {
 					cnt++
 				}
 			}
-			for n, i := range f.rows {
-				y := f.d.Y[i][j]
-				if math.IsNaN(float64(y)) {
+			for n := range batch {
+				t := y(n, j)
+				if math.IsNaN(float64(t)) {
 					f.g[n*k+j] = 0
 					continue
 				}
-				w := f.classW[j][int(y)]
-				f.g[n*k+j] = w * (sigmoid(f.z[n*k+j]) - float64(y)) / cnt
+				w := f.classW[j][int(t)]
+				f.g[n*k+j] = w * (sigmoid(f.z[n*k+j]) - float64(t)) / cnt
 			}
 		}
 	case TaskExpr:
-		nr := float64(len(f.rows))
+		nr := float64(len(batch))
 		p := make([]float32, k)
-		for n, i := range f.rows {
+		for n := range batch {
 			for c := range k {
 				p[c] = float32(f.z[n*k+c])
 			}
 			softmax(p)
-			y := int(f.d.Y[i][0])
+			t := int(y(n, 0))
 			for c := range k {
-				t := 0.0
-				if c == y {
-					t = 1
+				one := 0.0
+				if c == t {
+					one = 1
 				}
-				f.g[n*k+c] = f.exprW[y] * (float64(p[c]) - t) / nr
+				f.g[n*k+c] = f.exprW[t] * (float64(p[c]) - one) / nr
 			}
 		}
-	default: // regression: tanh, MSE + (1 − CCC) per output
+	default: // regression: tanh, MSE + (1 − CCC) per output, CCC over the batch
 		for j := range k {
 			var idx []int
-			for n, i := range f.rows {
+			for n := range batch {
 				f.g[n*k+j] = 0
-				if !math.IsNaN(float64(f.d.Y[i][j])) {
+				if !math.IsNaN(float64(y(n, j))) {
 					idx = append(idx, n)
 				}
 			}
@@ -488,12 +536,12 @@ func (f *fitter) lossGrad() {
 			var mp, mt float64
 			for _, n := range idx {
 				mp += math.Tanh(f.z[n*k+j])
-				mt += float64(f.d.Y[f.rows[n]][j])
+				mt += float64(y(n, j))
 			}
 			mp, mt = mp/cnt, mt/cnt
 			var vp, vt, cov float64
 			for _, n := range idx {
-				dp, dt := math.Tanh(f.z[n*k+j])-mp, float64(f.d.Y[f.rows[n]][j])-mt
+				dp, dt := math.Tanh(f.z[n*k+j])-mp, float64(y(n, j))-mt
 				vp += dp * dp
 				vt += dt * dt
 				cov += dp * dt
@@ -502,7 +550,7 @@ func (f *fitter) lossGrad() {
 			den := vp + vt + (mp-mt)*(mp-mt) + 1e-12
 			for _, n := range idx {
 				p := math.Tanh(f.z[n*k+j])
-				t := float64(f.d.Y[f.rows[n]][j])
+				t := float64(y(n, j))
 				// d CCC / d p_n, with CCC = 2·cov / den.
 				dccc := (2*(t-mt)/cnt*den - 2*cov*(2*(p-mp)/cnt+2*(mp-mt)/cnt)) / (den * den)
 				dl := 2*(p-t)/cnt - dccc
@@ -537,4 +585,36 @@ func (f *fitter) head(name string, labels []string) *Head {
 		h.B[c] = float32(b)
 	}
 	return h
+}
+
+// dot is Σ a[i]·b[i], four sums at a time.
+func dot(a, b []float32) float32 {
+	var s0, s1, s2, s3 float32
+	b = b[:len(a)]
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// axpy is y += a·x.
+func axpy(a float32, x, y []float32) {
+	y = y[:len(x)]
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		y[i] += a * x[i]
+		y[i+1] += a * x[i+1]
+		y[i+2] += a * x[i+2]
+		y[i+3] += a * x[i+3]
+	}
+	for ; i < len(x); i++ {
+		y[i] += a * x[i]
+	}
 }

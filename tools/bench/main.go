@@ -42,6 +42,8 @@ func main() {
 		err = benchQuant(os.Args[2:])
 	case "faces":
 		err = benchFaces(os.Args[2:])
+	case "train":
+		err = benchTrain(os.Args[2:])
 	default:
 		usage()
 	}
@@ -65,6 +67,7 @@ commands:
   soak    the daemon for -minutes under churn: RSS, goroutine and Mat growth, crashes, frames lost
   load    one websocket client's latency alone and beside 500 others
   rig     glass-to-packet latency of 4 rig outputs (VMC, OSC, Live Link) on one 720p25 stream
+  train   affectd train's fit on 100000 ViT-B-wide vectors, and affectd features' crops/s
   quant   int8 vs fp32 export of a ViT-B in one run: faces/s, speedup, feature cosine on real faces`)
 	os.Exit(2)
 }
