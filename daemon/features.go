@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gocv.io/x/gocv"
 
@@ -90,7 +91,11 @@ flags:
 		fmt.Fprintf(stdout, "wrote %d folders' features → %s\n", n, *out)
 	}
 	if len(files) > 0 {
-		if err := extractVideos(context.Background(), &c, files, *out, *every, stdout); err != nil {
+		var bar io.Writer // analyze's progress bar with its ETA, on a terminal
+		if isTerminal(stderr) {
+			bar = stderr
+		}
+		if err := extractVideos(context.Background(), &c, files, *out, *every, stdout, bar); err != nil {
 			fmt.Fprintf(stderr, "affectd features: %v\n", err)
 			return 1
 		}
@@ -197,11 +202,17 @@ func ExtractFeatures(ctx context.Context, c *config.Config, roots []string, outD
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return 0, err
 	}
+	total, doneFrames := 0, 0
+	for _, v := range vids {
+		total += (len(v.frames) + every - 1) / every
+	}
+	began := time.Now()
 	for vi, v := range vids {
 		key := videoKey(modelKey, every, v)
 		base := filepath.Join(outDir, v.name)
 		if k, err := os.ReadFile(base + ".key"); err == nil && string(k) == key {
 			if _, err := os.Stat(base + ".npy"); err == nil {
+				total -= (len(v.frames) + every - 1) / every // done before
 				continue
 			}
 		}
@@ -266,7 +277,10 @@ func ExtractFeatures(ctx context.Context, c *config.Config, roots []string, outD
 				return vi, err
 			}
 		}
-		fmt.Fprintf(progress, "%s: %d frames (%d/%d videos)\n", v.name, n, vi+1, len(vids))
+		doneFrames += n
+		rate := float64(doneFrames) / time.Since(began).Seconds()
+		eta := time.Duration(float64(total-doneFrames) / rate * float64(time.Second)).Round(time.Second)
+		fmt.Fprintf(progress, "%s: %d frames (%d/%d videos, %.1f frames/s, ETA %v)\n", v.name, n, vi+1, len(vids), rate, eta)
 	}
 	return len(vids), nil
 }
@@ -311,14 +325,14 @@ func videoKey(model string, every int, v alignedVideo) string {
 // tracking, alignment, the engine; resumable by analyze's own
 // checkpoints in outDir/.analyze), then turns each finished CSV into the
 // features format, keeping every N-th frame.
-func extractVideos(ctx context.Context, c *config.Config, inputs []string, outDir string, every int, progress io.Writer) error {
+func extractVideos(ctx context.Context, c *config.Config, inputs []string, outDir string, every int, progress, bar io.Writer) error {
 	work := filepath.Join(outDir, ".analyze")
 	ac := *c
 	// affectd analyze's own defaults: the detector on every frame, raw
 	// per-frame values; a later `affectd analyze -model trained.onnx`
 	// then sees the very same faces and crops.
 	ac.Detector.DetectEvery, ac.Smoothing.Enabled = 1, false
-	rep, err := Analyze(ctx, &ac, AnalyzeOptions{Inputs: inputs, OutDir: work, Features: true, Points: false})
+	rep, err := Analyze(ctx, &ac, AnalyzeOptions{Inputs: inputs, OutDir: work, Features: true, Points: false, Progress: bar})
 	if err != nil {
 		return err
 	}

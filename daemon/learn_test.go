@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gocv.io/x/gocv"
 
@@ -253,6 +254,38 @@ func TestTrainReproducedByAnalyze(t *testing.T) {
 		t.Logf("%s: CCC %.4f from analyze, %.4f in the report", name, got, va.PerLabel[name])
 		if d := got - va.PerLabel[name]; d > 0.01 || d < -0.01 {
 			t.Errorf("%s: analyze's CCC %.4f, the report's %.4f", name, got, va.PerLabel[name])
+		}
+	}
+
+	// The daemon runs it as it is: its hello declares the heads with the
+	// ABAW labels, and frames carry them.
+	p := paths(t)
+	p.model = filepath.Join(trained, "model.onnx")
+	proc := startBinary(t, configYAML(t, p, "", streamSpec{"cam", held[0], true}))
+	_, msgs := dialWS(t, proc.addr, "")
+	var hello wsMsg
+	for hello.Type != "hello" {
+		hello = <-msgs
+	}
+	var names []string
+	for _, h := range hello.Model.Heads {
+		names = append(names, h.Name+":"+strings.Join(h.Labels, ","))
+	}
+	if hello.Model.Name != "affectd-train" || !strings.Contains(strings.Join(names, " "), "au:"+strings.Join(train.AUNames, ",")) ||
+		!strings.Contains(strings.Join(names, " "), "va:valence,arousal") {
+		t.Errorf("hello: model %q, heads %v", hello.Model.Name, names)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("no frame with the trained heads' values in 20 s")
+		}
+		m := <-msgs
+		if m.Type == "frame" && len(m.Faces) == 1 && m.Faces[0].EstimateSeq > 0 {
+			f := m.Faces[0]
+			if _, ok := f.AU["AU12"]; !ok || len(f.VA) != 2 {
+				t.Fatalf("frame face: au %v va %v: want the trained heads", f.AU, f.VA)
+			}
+			break
 		}
 	}
 }
