@@ -33,6 +33,7 @@ type Report struct {
 	Base     string                 `json:"base"`
 	Features string                 `json:"features"`
 	Seed     uint64                 `json:"seed"`
+	Hidden   int                    `json:"hidden"`
 	ValShare float64                `json:"val_fraction"`
 	Heads    map[string]train.Score `json:"heads"`
 	Missing  map[string]int         `json:"labelled_frames_without_features"`
@@ -49,6 +50,7 @@ func trainCmd(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "trained", "output folder: model.onnx, heads.json, report.json, report.png")
 	val := fs.Float64("val", 0.2, "share of the videos held out for validation (whole videos)")
 	seed := fs.Uint64("seed", 1, "seed of the split")
+	hidden := fs.Int("hidden", 0, "a hidden ReLU layer of this width in every head (0: linear heads, the standard probe)")
 	classes := fs.String("classes", strings.Join(train.ExprNames, ","), "expression classes of an expr=FILE.csv, in index order")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: affectd train -labels AU_Set [-labels VA_Set ...] -features DIR -base ENCODER.onnx [-out DIR]
@@ -57,7 +59,8 @@ Fits heads on MAE-Face features (affectd features) from labels, with whole
 videos held out for validation: class-balanced logistic regression per AU
 with per-AU thresholds tuned for F1, tanh regression of valence and arousal
 against MSE + (1 − CCC), softmax regression of expression with class
-weights, each stopped early on the validation split. Writes the encoder
+weights, each stopped early on the validation split; -hidden N puts a
+hidden ReLU layer of N units in every head. Writes the encoder
 with the heads (model.onnx: affectd run -model loads it), the heads alone
 (heads.json), the validation metrics (report.json, and a table here) and a
 picture of them (report.png: AU F1 bars, valence/arousal scatter).
@@ -69,19 +72,19 @@ flags:
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if len(labels) == 0 || *features == "" || *base == "" || fs.NArg() > 0 || !(*val > 0 && *val < 1) {
+	if len(labels) == 0 || *features == "" || *base == "" || fs.NArg() > 0 || !(*val > 0 && *val < 1) || *hidden < 0 || *hidden > 4096 {
 		fs.Usage()
 		return 2
 	}
 	start := time.Now()
-	if err := runTrain(labels, *features, *base, *out, *val, *seed, strings.Split(*classes, ","), start, stdout); err != nil {
+	if err := runTrain(labels, *features, *base, *out, *val, *seed, *hidden, strings.Split(*classes, ","), start, stdout); err != nil {
 		fmt.Fprintf(stderr, "affectd train: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func runTrain(labelArgs []string, featDir, base, outDir string, valShare float64, seed uint64, classes []string, start time.Time, stdout io.Writer) error {
+func runTrain(labelArgs []string, featDir, base, outDir string, valShare float64, seed uint64, hidden int, classes []string, start time.Time, stdout io.Writer) error {
 	var sets []*train.Labels
 	seen := map[train.Task]bool{}
 	for _, a := range labelArgs {
@@ -113,7 +116,7 @@ func runTrain(labelArgs []string, featDir, base, outDir string, valShare float64
 	if err != nil {
 		return err
 	}
-	rep := Report{Date: time.Now().UTC().Truncate(time.Second), Base: base, Features: featDir, Seed: seed, ValShare: valShare,
+	rep := Report{Date: time.Now().UTC().Truncate(time.Second), Base: base, Features: featDir, Seed: seed, Hidden: hidden, ValShare: valShare,
 		Heads: map[string]train.Score{}, Missing: map[string]int{}}
 	var heads []*train.Head
 	var auHead *train.Head
@@ -127,7 +130,7 @@ func runTrain(labelArgs []string, featDir, base, outDir string, valShare float64
 		if err != nil {
 			return fmt.Errorf("%s labels: %w", l.Task, err)
 		}
-		h, sc, err := train.Fit(string(l.Task), l.Task, l.Names, tr, va, train.Options{})
+		h, sc, err := train.Fit(string(l.Task), l.Task, l.Names, tr, va, train.Options{Hidden: hidden})
 		if err != nil {
 			return err
 		}

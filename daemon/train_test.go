@@ -136,6 +136,23 @@ func TestTrainCommand(t *testing.T) {
 		t.Errorf("trained model's heads: %+v (%d logits)", md.Heads, md.NumLogits)
 	}
 
+	// With a hidden layer (-hidden 32): the model loads with the same heads.
+	out2 := filepath.Join(dir, "trained-mlp")
+	if b, err := exec.Command(binary(t), "train", "-hidden", "32", "-labels", filepath.Join(dir, "VA_Set"), "-features", filepath.Join(dir, "features"),
+		"-base", enc.ONNX, "-out", out2).CombinedOutput(); err != nil {
+		t.Fatalf("train -hidden 32: %v\n%s", err, b)
+	} else {
+		t.Logf("affectd train -hidden 32:\n%s", b)
+	}
+	mm, err := infer.Load(filepath.Join(out2, "model.onnx"), infer.SessionOptions{LibraryPath: lib}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := mm.Metadata(); len(md.Heads) != 1 || md.Heads[0].Name != "va" || md.NumLogits != 2 {
+		t.Errorf("the MLP model's heads: %+v", md.Heads)
+	}
+	mm.Close()
+
 	// A broken label file: one error, with its file and line.
 	bad := filepath.Join(dir, "VA_Set", "Train_Set", "v03.txt")
 	os.WriteFile(bad, []byte("valence,arousal\n0.1,0.2\n0.3,7\n"), 0o644)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"sort"
 	"sync"
@@ -69,13 +70,15 @@ func SplitByVideo(d *Data, valFraction float64, seed uint64) (train, val *Data, 
 	return train, val, nil
 }
 
-// Head is a trained linear head on the raw feature vector: out = act(W·x
-// + B).
+// Head is a trained head on the raw feature vector: out = act(W·x + B),
+// or with a hidden layer (W1 set) out = act(W·relu(W1·x + B1) + B).
 type Head struct {
 	Name       string      `json:"name"`
 	Task       Task        `json:"task"`
 	Activation string      `json:"activation"` // sigmoid, softmax or tanh
 	Labels     []string    `json:"labels"`
+	W1         [][]float32 `json:"w1,omitempty"`
+	B1         []float32   `json:"b1,omitempty"`
 	W          [][]float32 `json:"w"`
 	B          []float32   `json:"b"`
 	// Thresholds are the AU heads' per-label cuts, tuned for F1 on the
@@ -85,6 +88,17 @@ type Head struct {
 
 // Predict writes the head's outputs for x into out (len(Labels)).
 func (h *Head) Predict(x []float32, out []float32) {
+	if h.W1 != nil {
+		hid := make([]float32, len(h.W1))
+		for m, w := range h.W1 {
+			s := float64(h.B1[m])
+			for j, v := range w {
+				s += float64(v) * float64(x[j])
+			}
+			hid[m] = float32(max(s, 0))
+		}
+		x = hid
+	}
 	for k, w := range h.W {
 		s := float64(h.B[k])
 		for j, v := range w {
@@ -128,6 +142,8 @@ type Options struct {
 	Patience int     // epochs without a better validation score (default 8)
 	Rate     float64 // Adam's step (default 0.003)
 	L2       float64 // weight decay (default 1e-4)
+	// Hidden is the width of a hidden ReLU layer (0: a linear head).
+	Hidden int
 }
 
 func (o *Options) defaults() {
@@ -302,8 +318,10 @@ type fitter struct {
 	rows      []int     // the annotated training rows, in d
 	xs        []float32 // their features standardised, len(rows) × dim
 	mean, inv []float64 // standardisation: (x − mean)·inv
-	w         []float64 // k × (dim+1): weights then bias
+	hid       int       // hidden units (0: linear)
+	w         []float64 // linear: k × (dim+1), weights then bias; hidden: hid × (dim+1), then k × (hid+1)
 	w32       []float32 // w as float32, for the batch's products
+	hbuf      []float32 // hidden: the batch's hidden activations, row × hid
 	m, v      []float64 // Adam's moments
 	t         int
 	o         Options
@@ -353,7 +371,20 @@ func newFitter(task Task, k int, d *Data, rows []int, o Options) *fitter {
 			dst[j] = float32((float64(x) - f.mean[j]) * f.inv[j])
 		}
 	}
-	f.w = make([]float64, k*(d.Dim+1))
+	f.hid = max(o.Hidden, 0)
+	if f.hid > 0 {
+		f.w = make([]float64, f.hid*(d.Dim+1)+k*(f.hid+1))
+		r := rand.New(rand.NewPCG(17, uint64(f.hid)))
+		sd := math.Sqrt(2 / float64(d.Dim)) // He
+		for m := range f.hid {
+			for j := range d.Dim {
+				f.w[m*(d.Dim+1)+j] = sd * r.NormFloat64()
+			}
+		}
+		f.hbuf = make([]float32, batchRows*f.hid)
+	} else {
+		f.w = make([]float64, k*(d.Dim+1))
+	}
 	f.m, f.v = make([]float64, len(f.w)), make([]float64, len(f.w))
 	f.z, f.g = make([]float64, batchRows*k), make([]float64, batchRows*k)
 	f.w32 = make([]float32, len(f.w))
@@ -392,8 +423,9 @@ func newFitter(task Task, k int, d *Data, rows []int, o Options) *fitter {
 	return f
 }
 
-// parallel runs fn over chunks of [0, n) on every CPU.
-func (f *fitter) parallel(n int, fn func(lo, hi, worker int)) {
+// parallel runs fn over chunks of [0, n) on every CPU and returns how
+// many workers ran (0 to used-1).
+func (f *fitter) parallel(n int, fn func(lo, hi, worker int)) (used int) {
 	chunk := (n + f.workers - 1) / f.workers
 	var wg sync.WaitGroup
 	for w := range f.workers {
@@ -401,10 +433,12 @@ func (f *fitter) parallel(n int, fn func(lo, hi, worker int)) {
 		if lo >= hi {
 			break
 		}
+		used++
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(lo, hi, w) }()
 	}
 	wg.Wait()
+	return used
 }
 
 // next is a xorshift step: the epochs' shuffles, the same every run.
@@ -435,6 +469,10 @@ func (f *fitter) step(batch []int) {
 	for i, w := range f.w {
 		f.w32[i] = float32(w)
 	}
+	if f.hid > 0 {
+		f.stepHidden(batch)
+		return
+	}
 	f.parallel(len(batch), func(lo, hi, _ int) {
 		for n := lo; n < hi; n++ {
 			x := f.xs[batch[n]*dim : (batch[n]+1)*dim]
@@ -445,7 +483,7 @@ func (f *fitter) step(batch []int) {
 		}
 	})
 	f.lossGrad(batch)
-	f.parallel(len(batch), func(lo, hi, worker int) {
+	f.adam(f.parallel(len(batch), func(lo, hi, worker int) {
 		g := f.grads[worker]
 		clear(g)
 		for n := lo; n < hi; n++ {
@@ -460,8 +498,12 @@ func (f *fitter) step(batch []int) {
 				row[dim] += gz
 			}
 		}
-	})
-	used := min(f.workers, len(batch))
+	}))
+}
+
+// adam sums the workers' gradients and takes one Adam step, with weight
+// decay on the weights (not the biases).
+func (f *fitter) adam(used int) {
 	f.t++
 	const b1, b2, eps = 0.9, 0.999, 1e-8
 	c1, c2 := 1-math.Pow(b1, float64(f.t)), 1-math.Pow(b2, float64(f.t))
@@ -470,13 +512,74 @@ func (f *fitter) step(batch []int) {
 		for _, gw := range f.grads[:used] {
 			g += float64(gw[i])
 		}
-		if i%stride != f.dim {
+		if !f.isBias(i) {
 			g += f.o.L2 * f.w[i]
 		}
 		f.m[i] = b1*f.m[i] + (1-b1)*g
 		f.v[i] = b2*f.v[i] + (1-b2)*g*g
 		f.w[i] -= f.o.Rate * (f.m[i] / c1) / (math.Sqrt(f.v[i]/c2) + eps)
 	}
+}
+
+// isBias says whether parameter i is a bias.
+func (f *fitter) isBias(i int) bool {
+	if f.hid == 0 {
+		return i%(f.dim+1) == f.dim
+	}
+	if off := f.hid * (f.dim + 1); i >= off {
+		return (i-off)%(f.hid+1) == f.hid
+	}
+	return i%(f.dim+1) == f.dim
+}
+
+// stepHidden is step with the hidden layer: h = relu(W1·x + b1), z = W2·h
+// + b2, and back.
+func (f *fitter) stepHidden(batch []int) {
+	k, dim, hid := f.k, f.dim, f.hid
+	s1, s2, off := dim+1, hid+1, hid*(dim+1)
+	f.parallel(len(batch), func(lo, hi, _ int) {
+		for n := lo; n < hi; n++ {
+			x := f.xs[batch[n]*dim : (batch[n]+1)*dim]
+			h := f.hbuf[n*hid : (n+1)*hid]
+			for m := range hid {
+				w := f.w32[m*s1 : (m+1)*s1]
+				h[m] = max(w[dim]+dot(w[:dim], x), 0)
+			}
+			for c := range k {
+				w := f.w32[off+c*s2 : off+(c+1)*s2]
+				f.z[n*k+c] = float64(w[hid]) + float64(dot(w[:hid], h))
+			}
+		}
+	})
+	f.lossGrad(batch)
+	f.adam(f.parallel(len(batch), func(lo, hi, worker int) {
+		g := f.grads[worker]
+		clear(g)
+		dh := make([]float32, hid)
+		for n := lo; n < hi; n++ {
+			x := f.xs[batch[n]*dim : (batch[n]+1)*dim]
+			h := f.hbuf[n*hid : (n+1)*hid]
+			clear(dh)
+			for c := range k {
+				gz := float32(f.g[n*k+c])
+				if gz == 0 {
+					continue
+				}
+				row := g[off+c*s2 : off+(c+1)*s2]
+				axpy(gz, h, row[:hid])
+				row[hid] += gz
+				axpy(gz, f.w32[off+c*s2:off+c*s2+hid], dh)
+			}
+			for m := range hid {
+				if h[m] <= 0 || dh[m] == 0 {
+					continue
+				}
+				row := g[m*s1 : (m+1)*s1]
+				axpy(dh[m], x, row[:dim])
+				row[dim] += dh[m]
+			}
+		}
+	}))
 }
 
 // lossGrad writes dL/dz for every row of the batch and output (the loss
@@ -570,9 +673,15 @@ func (f *fitter) head(name string, labels []string) *Head {
 	if act == "" {
 		act = "tanh"
 	}
-	h := &Head{Name: name, Task: f.task, Activation: act, Labels: labels, B: make([]float32, f.k)}
+	h := &Head{Name: name, Task: f.task, Activation: act, Labels: labels}
+	// The layer on the features takes the standardisation in.
+	first, n := &h.W, f.k
+	if f.hid > 0 {
+		first, n = &h.W1, f.hid
+	}
 	stride := f.dim + 1
-	for c := range f.k {
+	bias := make([]float32, n)
+	for c := range n {
 		w := f.w[c*stride : (c+1)*stride]
 		row := make([]float32, f.dim)
 		b := w[f.dim]
@@ -581,8 +690,23 @@ func (f *fitter) head(name string, labels []string) *Head {
 			row[j] = float32(s)
 			b -= s * f.mean[j]
 		}
+		*first = append(*first, row)
+		bias[c] = float32(b)
+	}
+	if f.hid == 0 {
+		h.B = bias
+		return h
+	}
+	h.B1, h.B = bias, make([]float32, f.k)
+	off, s2 := f.hid*stride, f.hid+1
+	for c := range f.k {
+		w := f.w[off+c*s2 : off+(c+1)*s2]
+		row := make([]float32, f.hid)
+		for m := range f.hid {
+			row[m] = float32(w[m])
+		}
 		h.W = append(h.W, row)
-		h.B[c] = float32(b)
+		h.B[c] = float32(w[f.hid])
 	}
 	return h
 }

@@ -132,3 +132,47 @@ func TestSplitByVideo(t *testing.T) {
 		t.Error("split differs between runs")
 	}
 }
+
+// TestHiddenLayer: a label no line separates (a face of the features'
+// space: |x·d| > 0.8) defeats the linear head and not the one with a
+// hidden ReLU layer (Options.Hidden).
+func TestHiddenLayer(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	const dim = 16
+	dir := make([]float64, dim)
+	for j := range dir {
+		dir[j] = r.NormFloat64() / math.Sqrt(dim)
+	}
+	d := &Data{Dim: dim}
+	for v := range 20 {
+		for range 150 {
+			x := make([]float32, dim)
+			var s float64
+			for j := range x {
+				x[j] = float32(r.NormFloat64())
+				s += dir[j] * float64(x[j])
+			}
+			y := float32(0)
+			if math.Abs(s) > 0.8 {
+				y = 1
+			}
+			d.Add(string(rune('a'+v)), x, []float32{y})
+		}
+	}
+	tr, va, err := SplitByVideo(d, 0.25, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lin, err := Fit("au", TaskAU, []string{"AU1"}, tr, va, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, mlp, err := Fit("au", TaskAU, []string{"AU1"}, tr, va, Options{Hidden: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a band label: F1 %.3f linear, %.3f with 32 hidden units", lin.Mean, mlp.Mean)
+	if lin.Mean > 0.7 || mlp.Mean < 0.85 || len(h.W1) != 32 || len(h.W[0]) != 32 {
+		t.Errorf("F1 %.3f linear (want ≤ 0.7), %.3f hidden (want ≥ 0.85); head %d×%d", lin.Mean, mlp.Mean, len(h.W1), len(h.W[0]))
+	}
+}

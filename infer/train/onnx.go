@@ -12,8 +12,9 @@ import (
 
 // AttachHeads returns the ONNX model base, an encoder whose output
 // "features" is [N, D] (tools/export of the released MAE-Face encoder),
-// with the heads on it: one Gemm from features to a new output "logits"
-// (the heads' logits side by side, in order) and affectd's metadata saying
+// with the heads on it: per head a Gemm from features (with a hidden
+// layer: Gemm, Relu, Gemm), and a Concat of the heads' logits, in order,
+// into a new output "logits" and affectd's metadata saying
 // where each head is, its labels and activation, so `affectd run -model`
 // loads it as it is. model replaces affectd.model's entry (nil keeps the
 // base's).
@@ -80,37 +81,44 @@ func AttachHeads(base []byte, heads []*Head, model *infer.ModelInfo) ([]byte, er
 		return nil, fmt.Errorf("the base model has no %s metadata (export it with tools/export)", infer.MetaInput)
 	}
 
-	// The heads, side by side.
-	dim := len(heads[0].W[0])
-	var W, B []float32
+	// Each head: Gemm(features) → [Relu → Gemm] → its logits; then the
+	// heads' logits side by side (Concat) are "logits".
+	var g []byte
 	var metaHeads []infer.Head
-	for _, h := range heads {
+	var parts []string
+	k := 0
+	for i, h := range heads {
 		if len(h.W) != len(h.Labels) || len(h.B) != len(h.Labels) {
 			return nil, fmt.Errorf("head %s: %d weight rows and %d biases for %d labels", h.Name, len(h.W), len(h.B), len(h.Labels))
 		}
-		mh := infer.Head{Name: h.Name, Offset: len(B), Labels: h.Labels}
+		mh := infer.Head{Name: h.Name, Offset: k, Labels: h.Labels}
 		if err := mh.Activation.UnmarshalText([]byte(h.Activation)); err != nil {
 			return nil, fmt.Errorf("head %s: %w", h.Name, err)
 		}
-		for k, row := range h.W {
-			if len(row) != dim {
-				return nil, fmt.Errorf("head %s: %d weights, other heads %d", h.Name, len(row), dim)
-			}
-			W = append(W, row...)
-			b := h.B[k]
-			if h.Thresholds != nil {
-				t := float64(min(max(h.Thresholds[k], 1e-4), 1-1e-4))
-				b -= float32(math.Log(t / (1 - t)))
-			}
-			B = append(B, b)
-		}
+		B := append([]float32(nil), h.B...)
 		if h.Thresholds != nil {
+			for j := range B {
+				t := float64(min(max(h.Thresholds[j], 1e-4), 1-1e-4))
+				B[j] -= float32(math.Log(t / (1 - t)))
+			}
 			half := float32(0.5)
 			mh.Threshold = &half
 		}
+		prefix := fmt.Sprintf("affectd_train/%d_%s/", i, h.Name)
+		in := infer.OutputFeatures
+		if h.W1 != nil {
+			if len(h.B1) != len(h.W1) {
+				return nil, fmt.Errorf("head %s: %d hidden rows, %d hidden biases", h.Name, len(h.W1), len(h.B1))
+			}
+			g = gemm(g, prefix+"hidden", in, h.W1, h.B1)
+			g = appendBytes(g, 1, node("Relu", prefix+"relu", []string{prefix + "hidden"}, prefix+"relu"))
+			in = prefix + "relu"
+		}
+		g = gemm(g, prefix+"logits", in, h.W, B)
+		parts = append(parts, prefix+"logits")
 		metaHeads = append(metaHeads, mh)
+		k += len(h.Labels)
 	}
-	k := len(B)
 	js, err := json.Marshal(metaHeads)
 	if err != nil {
 		return nil, err
@@ -130,27 +138,7 @@ func AttachHeads(base []byte, heads []*Head, model *infer.ModelInfo) ([]byte, er
 		meta[infer.MetaModel] = string(mj)
 	}
 
-	const (
-		wName = "affectd_train/heads_weight"
-		bName = "affectd_train/heads_bias"
-	)
-	var g []byte
-	// node: Gemm(features, W, B), transB = 1 → logits [N, K].
-	var node []byte
-	node = appendBytes(node, 1, []byte(infer.OutputFeatures))
-	node = appendBytes(node, 1, []byte(wName))
-	node = appendBytes(node, 1, []byte(bName))
-	node = appendBytes(node, 2, []byte(infer.OutputLogits))
-	node = appendBytes(node, 3, []byte("affectd_train/heads"))
-	node = appendBytes(node, 4, []byte("Gemm"))
-	var at []byte
-	at = appendBytes(at, 1, []byte("transB"))
-	at = appendVarintField(at, 3, 1)  // i
-	at = appendVarintField(at, 20, 2) // type INT
-	node = appendBytes(node, 5, at)
-	g = appendBytes(g, 1, node)
-	g = appendBytes(g, 5, tensor(wName, []int64{int64(k), int64(dim)}, W))
-	g = appendBytes(g, 5, tensor(bName, []int64{int64(k)}, B))
+	g = appendBytes(g, 1, node("Concat", "affectd_train/concat", parts, infer.OutputLogits, intAttr("axis", 1)))
 	g = appendBytes(g, 12, valueInfo(infer.OutputLogits, k))
 	out = appendBytes(out, 7, g)
 	for _, key := range order {
@@ -160,6 +148,41 @@ func AttachHeads(base []byte, heads []*Head, model *infer.ModelInfo) ([]byte, er
 		out = appendBytes(out, 14, e)
 	}
 	return out, nil
+}
+
+// gemm appends to graph g the node out = Gemm(in, W, b) with transB (W is
+// rows × cols: out has a column per row) and its two initializers.
+func gemm(g []byte, out, in string, W [][]float32, b []float32) []byte {
+	flat := make([]float32, 0, len(W)*len(W[0]))
+	for _, row := range W {
+		flat = append(flat, row...)
+	}
+	g = appendBytes(g, 1, node("Gemm", out, []string{in, out + "_w", out + "_b"}, out, intAttr("transB", 1)))
+	g = appendBytes(g, 5, tensor(out+"_w", []int64{int64(len(W)), int64(len(W[0]))}, flat))
+	return appendBytes(g, 5, tensor(out+"_b", []int64{int64(len(b))}, b))
+}
+
+// node is a NodeProto.
+func node(op, name string, inputs []string, output string, attrs ...[]byte) []byte {
+	var n []byte
+	for _, in := range inputs {
+		n = appendBytes(n, 1, []byte(in))
+	}
+	n = appendBytes(n, 2, []byte(output))
+	n = appendBytes(n, 3, []byte(name))
+	n = appendBytes(n, 4, []byte(op))
+	for _, a := range attrs {
+		n = appendBytes(n, 5, a)
+	}
+	return n
+}
+
+// intAttr is an INT AttributeProto.
+func intAttr(name string, v int64) []byte {
+	var a []byte
+	a = appendBytes(a, 1, []byte(name))
+	a = appendVarintField(a, 3, uint64(v)) // i
+	return appendVarintField(a, 20, 2)     // type INT
 }
 
 // tensor is a float TensorProto with raw little-endian data.

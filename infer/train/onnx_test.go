@@ -65,9 +65,9 @@ func randomHead(name string, task Task, act string, labels []string, dim int, r 
 }
 
 // TestAttachHeads: heads attached to a real encoder export (a seeded
-// random ViT-tiny, features only) load in ONNX Runtime through affectd's
-// model contract, and each head's values are the Go head's Predict on the
-// same run's features; AU thresholds become one 0.5 cut at each label's
+// random ViT-tiny, features only), one of them with a hidden layer, load
+// in ONNX Runtime through affectd's model contract, and each head's values
+// are the Go head's Predict on the same run's features; AU thresholds become one 0.5 cut at each label's
 // tuned threshold. The encoder's features do not change.
 func TestAttachHeads(t *testing.T) {
 	spec := testenv.RequireModel(t, testenv.ModelSpec{Preset: "tiny", Seed: 3, GlobalPool: true})
@@ -84,7 +84,10 @@ func TestAttachHeads(t *testing.T) {
 	au := randomHead("au", TaskAU, "sigmoid", []string{"AU1", "AU2", "AU12"}, dim, r)
 	au.Thresholds = []float32{0.3, 0.5, 0.8}
 	va := randomHead("va", TaskVA, "tanh", VANames, dim, r)
-	ex := randomHead("expr", TaskExpr, "softmax", []string{"neutral", "happy", "sad"}, dim, r)
+	// The expression head with a hidden layer of 16 (Options.Hidden).
+	hid := randomHead("expr", TaskExpr, "softmax", make([]string, 16), dim, r)
+	ex := randomHead("expr", TaskExpr, "softmax", []string{"neutral", "happy", "sad"}, 16, r)
+	ex.W1, ex.B1 = hid.W, hid.B
 	out, err := AttachHeads(base, []*Head{au, va, ex}, &infer.ModelInfo{Name: "trained", Backbone: md0.Model.Backbone, Precision: "fp32"})
 	if err != nil {
 		t.Fatal(err)
