@@ -1,7 +1,3 @@
-// Package cluster shares streams between affectd nodes through NATS
-// JetStream: which node runs which stream is a lease in a KV bucket, taken
-// with compare-and-set and kept by renewing it; a lease not renewed for
-// the bucket's TTL vanishes and another node takes the stream.
 package cluster
 
 import (
