@@ -236,3 +236,19 @@ func (al *Aligner) Warp(frame gocv.Mat, m Similarity, dst []float32) error {
 	}
 	return nil
 }
+
+// SetRollCrop writes into M (2×3 float64) the frame → crop map of a size ×
+// size crop of the square of side side (frame pixels) centred on (cx, cy)
+// and turned by roll (radians): u = (size/side)·R(−roll)·(x − c) + size/2.
+// The face mesh, the expression model and the face embedder crop with it.
+func SetRollCrop(M gocv.Mat, cx, cy, side, roll float64, size int) {
+	scale := float64(size) / side
+	half := float64(size) / 2
+	cos, sin := math.Cos(roll), math.Sin(roll)
+	M.SetDoubleAt(0, 0, scale*cos)
+	M.SetDoubleAt(0, 1, scale*sin)
+	M.SetDoubleAt(0, 2, half-scale*(cos*cx+sin*cy))
+	M.SetDoubleAt(1, 0, -scale*sin)
+	M.SetDoubleAt(1, 1, scale*cos)
+	M.SetDoubleAt(1, 2, half-scale*(-sin*cx+cos*cy))
+}

@@ -119,11 +119,17 @@ func (c *collect) WantImage() bool {
 // run feeds a clip losslessly through an analyzer.
 func run(t *testing.T, m *analysis.Models, o analysis.Options, path string) error {
 	t.Helper()
-	cs, err := capture.NewStream(capture.StreamOptions{ID: o.Stream, Source: file.New(file.Options{Path: path}), Lossless: true, Queue: 4})
+	a, err := analysis.New(m, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := analysis.New(m, o)
+	return runAnalyzer(t, a, o.Stream, path)
+}
+
+// runAnalyzer feeds a clip losslessly through a made analyzer.
+func runAnalyzer(t *testing.T, a *analysis.Analyzer, stream, path string) error {
+	t.Helper()
+	cs, err := capture.NewStream(capture.StreamOptions{ID: stream, Source: file.New(file.Options{Path: path}), Lossless: true, Queue: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

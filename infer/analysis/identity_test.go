@@ -1,12 +1,9 @@
 package analysis_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/affectd/affectd/capture"
-	"github.com/affectd/affectd/capture/file"
 	"github.com/affectd/affectd/infer/analysis"
 	"github.com/affectd/affectd/tools/testenv"
 	"github.com/affectd/affectd/tools/testmedia"
@@ -80,20 +77,7 @@ func runStreamIDs(t *testing.T, m *analysis.Models, stream string, clip testmedi
 		t.Fatal(err)
 	}
 	s.an = a
-	cs, err := capture.NewStream(capture.StreamOptions{ID: stream, Source: file.New(file.Options{Path: clip.Path}), Lossless: true, Queue: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() { defer close(done); cs.Run(ctx) }()
-	err = a.Run(ctx, cs.Frames())
-	cancel()
-	for f := range cs.Frames() {
-		f.Release()
-	}
-	<-done
+	err = runAnalyzer(t, a, stream, clip.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

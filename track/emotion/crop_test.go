@@ -9,6 +9,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/affectd/affectd/tools/testenv"
+	"github.com/affectd/affectd/track"
 )
 
 // TestCropMatchesMesh192: human feeds the model track/mesh's 192 × 192 crop
@@ -38,9 +39,9 @@ func TestCropMatchesMesh192(t *testing.T) {
 	for _, tc := range []struct{ cx, cy, side, roll float64 }{
 		{250, 225, 350, 0}, {250, 225, 350, 0.3}, {100, 80, 300, -0.5}, {256.5, 300.25, 123.7, 2},
 	} {
-		setAffine(M, tc.cx, tc.cy, tc.side, tc.roll, 192)
+		track.SetRollCrop(M, tc.cx, tc.cy, tc.side, tc.roll, 192)
 		gocv.WarpAffineWithParams(img, &big, M, image.Pt(192, 192), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
-		setAffine(M, tc.cx, tc.cy, tc.side, tc.roll, Size)
+		track.SetRollCrop(M, tc.cx, tc.cy, tc.side, tc.roll, Size)
 		gocv.WarpAffineWithParams(img, &small, M, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
 		b, _ := big.DataPtrUint8()
 		s, _ := small.DataPtrUint8()

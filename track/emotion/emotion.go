@@ -192,22 +192,6 @@ func (r *runner) Close() error {
 	return errors.Join(r.crop.Close(), r.affine.Close())
 }
 
-// setAffine writes into M (2×3 float64) the frame → crop map of a size ×
-// size crop of the square of side side (frame pixels) centred on (cx, cy)
-// and turned by roll: u = (size/side)·R(−roll)·(x − c) + size/2, the map
-// track/mesh uses at 192.
-func setAffine(M gocv.Mat, cx, cy, side, roll float64, size int) {
-	scale := float64(size) / side
-	half := float64(size) / 2
-	cos, sin := math.Cos(roll), math.Sin(roll)
-	M.SetDoubleAt(0, 0, scale*cos)
-	M.SetDoubleAt(0, 1, scale*sin)
-	M.SetDoubleAt(0, 2, half-scale*(cos*cx+sin*cy))
-	M.SetDoubleAt(1, 0, -scale*sin)
-	M.SetDoubleAt(1, 1, scale*cos)
-	M.SetDoubleAt(1, 2, half-scale*(-sin*cx+cos*cy))
-}
-
 // Grey weights (human's rgb2gray constants) folded with the scaling:
 // input = 2·(wR·R + wG·G + wB·B)/255 − 1 for 8-bit R, G, B.
 const (
@@ -234,7 +218,7 @@ func (c *Classifier) Classify(frame gocv.Mat, box track.Rect, roll float64) (Sco
 	}
 	ctr := box.Center()
 	err := c.pool.Do(func(r *runner) error {
-		setAffine(r.affine, float64(ctr.X), float64(ctr.Y), side, roll, Size)
+		track.SetRollCrop(r.affine, float64(ctr.X), float64(ctr.Y), side, roll, Size)
 		gocv.WarpAffineWithParams(frame, &r.crop, r.affine, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
 		pix, err := r.crop.DataPtrUint8()
 		if err != nil {

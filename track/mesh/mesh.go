@@ -163,14 +163,8 @@ func (m *Mesher) FitRolled(frame gocv.Mat, box track.Rect, roll float64) (Mesh, 
 	scale := Size / side
 	cos, sin := math.Cos(roll), math.Sin(roll)
 	err := m.pool.Do(func(r *runner) error {
-		// Frame → crop: u = scale·R(−roll)·(x − c) + Size/2.
 		M := r.affine
-		M.SetDoubleAt(0, 0, scale*cos)
-		M.SetDoubleAt(0, 1, scale*sin)
-		M.SetDoubleAt(0, 2, Size/2-scale*(cos*cx+sin*cy))
-		M.SetDoubleAt(1, 0, -scale*sin)
-		M.SetDoubleAt(1, 1, scale*cos)
-		M.SetDoubleAt(1, 2, Size/2-scale*(-sin*cx+cos*cy))
+		track.SetRollCrop(M, cx, cy, side, roll, Size) // u = scale·R(−roll)·(x − c) + Size/2
 		gocv.WarpAffineWithParams(frame, &r.crop, M, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
 		pix, err := r.crop.DataPtrUint8()
 		if err != nil {
@@ -203,8 +197,16 @@ func (m *Mesher) Close() error { return m.pool.Close() }
 
 // Roll is the angle FitRolled takes from a face's keypoints: the line
 // from the subject's right eye (the image's left) to the left eye,
-// atan2(dy, dx), in radians.
+// atan2(dy, dx), in radians; 0 for nil keypoints, coincident eyes or
+// non-finite coordinates.
 func Roll(k *[track.NumKeypoints]track.Point) float64 {
+	if k == nil {
+		return 0
+	}
 	r, l := k[track.KeyRightEye], k[track.KeyLeftEye]
-	return math.Atan2(float64(l.Y-r.Y), float64(l.X-r.X))
+	a := math.Atan2(float64(l.Y-r.Y), float64(l.X-r.X))
+	if math.IsNaN(a) {
+		return 0
+	}
+	return a
 }

@@ -90,6 +90,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/affectd/affectd/track"
+	"github.com/affectd/affectd/track/mesh"
 	"github.com/affectd/affectd/track/ortenv"
 )
 
@@ -212,44 +213,9 @@ func (r *runner) Close() error {
 	return errors.Join(r.crop.Close(), r.affine.Close())
 }
 
-// setAffine writes into M (2×3 float64) the frame → crop map of the Size ×
-// Size crop of the square of side side (frame pixels) centred on (cx, cy)
-// and turned by roll: u = (Size/side)·R(−roll)·(x − c) + Size/2, the map
-// of track/mesh and track/emotion.
-func setAffine(M gocv.Mat, cx, cy, side, roll float64) {
-	scale := Size / side
-	cos, sin := math.Cos(roll), math.Sin(roll)
-	M.SetDoubleAt(0, 0, scale*cos)
-	M.SetDoubleAt(0, 1, scale*sin)
-	M.SetDoubleAt(0, 2, Size/2-scale*(cos*cx+sin*cy))
-	M.SetDoubleAt(1, 0, -scale*sin)
-	M.SetDoubleAt(1, 1, scale*cos)
-	M.SetDoubleAt(1, 2, Size/2-scale*(-sin*cx+cos*cy))
-}
-
-// Roll is the angle Embed turns the crop by for keypoints k: the line
-// from the subject's right eye (the image's left) to the left eye,
-// atan2(dy, dx), in radians (mesh.Roll); 0 for nil keypoints, coincident
-// eyes or non-finite coordinates.
-func Roll(k *[track.NumKeypoints]track.Point) float64 {
-	if k == nil {
-		return 0
-	}
-	r, l := k[track.KeyRightEye], k[track.KeyLeftEye]
-	dx, dy := float64(l.X-r.X), float64(l.Y-r.Y)
-	if dx == 0 && dy == 0 {
-		return 0
-	}
-	a := math.Atan2(dy, dx)
-	if math.IsNaN(a) {
-		return 0
-	}
-	return a
-}
-
 // Embed describes the face in box (frame pixels) of a BGR frame. keypoints
 // are the detector's (or the tracker's) for the face; only the eyes are
-// used, to level the crop (Roll); nil gives human's upright crop. The
+// used, to level the crop (mesh.Roll); nil gives human's upright crop. The
 // result is the model's output less its grey-crop component, unit length
 // (see the package comment).
 func (e *Embedder) Embed(frame gocv.Mat, box track.Rect, keypoints *[track.NumKeypoints]track.Point) (Embedding, error) {
@@ -266,9 +232,9 @@ func (e *Embedder) Embed(frame gocv.Mat, box track.Rect, keypoints *[track.NumKe
 	if math.IsNaN(cx) || math.IsNaN(cy) || math.IsInf(cx, 0) || math.IsInf(cy, 0) {
 		return out, fmt.Errorf("reid: box %v not finite", box)
 	}
-	roll := Roll(keypoints)
+	roll := mesh.Roll(keypoints)
 	err := e.pool.Do(func(r *runner) error {
-		setAffine(r.affine, cx, cy, side, roll)
+		track.SetRollCrop(r.affine, cx, cy, side, roll, Size)
 		gocv.WarpAffineWithParams(frame, &r.crop, r.affine, image.Pt(Size, Size), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
 		pix, err := r.crop.DataPtrUint8()
 		if err != nil {
