@@ -422,3 +422,68 @@ func TestFitSimilarityRoundTrip(t *testing.T) {
 		t.Errorf("invert round trip %v", p)
 	}
 }
+
+// TestDetectAfterDroppedFrames: when the source drops frames (its PTS jumps
+// by more than twice its interval), the tracker detects on the first frame
+// after the gap instead of predicting from where the faces were before it,
+// so no face is shown where it no longer is. Control: the same frames with
+// timestamps that hide the gap are predicted, not detected.
+func TestDetectAfterDroppedFrames(t *testing.T) {
+	clip := testmedia.MustEnsure(t, "one_face", 640, 360)
+	truth, _ := clip.Truth()
+	var mats []gocv.Mat
+	eachFrame(t, clip.Path, func(i int, m gocv.Mat) {
+		if i < 24 {
+			mats = append(mats, m.Clone())
+		}
+	})
+	defer func() {
+		for _, m := range mats {
+			m.Close()
+		}
+	}()
+	// Frames 0–3 arrive, 4–15 are dropped, then 16–23.
+	kept := []int{0, 1, 2, 3, 16, 17, 18, 19, 20, 21, 22, 23}
+	run := func(hide bool) (detectedAfter bool, worst float32) {
+		tr, err := NewTracker(detector(t), TrackerOptions{Stream: "g", DetectEvery: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst = 1
+		for n, i := range kept {
+			pts := time.Duration(i) * time.Second / testmedia.FPS
+			if hide {
+				pts = time.Duration(n) * time.Second / testmedia.FPS
+			}
+			u, err := tr.Step(mats[i], pts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 16 {
+				detectedAfter = u.Detected
+			}
+			if i < 16 {
+				continue
+			}
+			for _, f := range u.Faces {
+				best := float32(0)
+				for _, g := range truth.Frames[i].Faces {
+					best = max(best, f.Box.IoU(gtRect(g.FullBox)))
+				}
+				worst = min(worst, best)
+			}
+		}
+		return detectedAfter, worst
+	}
+	det, worst := run(false)
+	t.Logf("with the gap: detected on the frame after it %v, worst IoU after it %.2f", det, worst)
+	if !det {
+		t.Error("the frame after the dropped frames was predicted, not detected")
+	}
+	if worst < 0.5 {
+		t.Errorf("a face shown after the gap overlaps its true box by %.2f", worst)
+	}
+	if det, _ := run(true); det {
+		t.Error("control: with the gap hidden, frame 16 (the 5th kept, DetectEvery 3) was detected; the test cannot tell the gap's effect")
+	}
+}

@@ -115,6 +115,9 @@ type Tracker struct {
 	out    Update
 	hasT   bool
 	lastT  time.Duration
+	// step is the frame interval the source keeps when it drops nothing:
+	// the shortest gap seen, drifting slowly up to follow a slower source.
+	step time.Duration
 }
 
 type track struct {
@@ -148,10 +151,12 @@ func NewTracker(det *Detector, o TrackerOptions) (*Tracker, error) {
 // valid until the next Step.
 func (tr *Tracker) Step(frame gocv.Mat, t time.Duration) (*Update, error) {
 	dt := float32(0)
+	gap := false
 	if tr.hasT {
 		if t < tr.lastT {
 			t = tr.lastT // a source that restarted its clock: hold time still
 		}
+		gap = tr.gap(t - tr.lastT)
 		dt = float32((t - tr.lastT).Seconds())
 	}
 	tr.hasT, tr.lastT = true, t
@@ -162,6 +167,13 @@ func (tr *Tracker) Step(frame gocv.Mat, t time.Duration) (*Update, error) {
 	}
 	u := &tr.out
 	u.Faces, u.Ended, u.Detected, u.Detections, u.Rejected = u.Faces[:0], u.Ended[:0], false, 0, 0
+	if gap {
+		// Frames were dropped before this one (a busy pipeline, a stalled
+		// network): the motion model knows nothing of where the faces went
+		// meanwhile, so look again now and count the next detection from
+		// here.
+		tr.frames = 0
+	}
 	detect := tr.frames%tr.o.DetectEvery == 0
 	tr.frames++
 	if detect {
@@ -199,6 +211,24 @@ func (tr *Tracker) Step(frame gocv.Mat, t time.Duration) (*Update, error) {
 	}
 	tr.tracks = keep
 	return u, nil
+}
+
+// gap says whether d, the time since the last frame, is long enough that
+// the source dropped frames between: more than twice its usual interval.
+// It learns that interval as it goes.
+func (tr *Tracker) gap(d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	switch {
+	case tr.step == 0 || d < tr.step:
+		tr.step = d
+	case d > 2*tr.step:
+		return true
+	default:
+		tr.step += (d - tr.step) / 16
+	}
+	return false
 }
 
 // Flush ends every track (the stream stopped) and returns the ids of

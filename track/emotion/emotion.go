@@ -166,16 +166,8 @@ func newRunner(model string) (*runner, error) {
 	if r.out, err = ort.NewEmptyTensor[float32](ort.NewShape(1, int64(len(Labels)))); err != nil {
 		return r, err
 	}
-	so, err := ort.NewSessionOptions()
-	if err != nil {
-		return r, err
-	}
-	defer so.Destroy()
-	if err := so.SetIntraOpNumThreads(1); err != nil {
-		return r, err
-	}
-	r.s, err = ort.NewAdvancedSession(model, []string{"input_1"}, []string{"Identity:0"},
-		[]ort.Value{r.in}, []ort.Value{r.out}, so)
+	r.s, err = ortenv.NewSession(model, []string{"input_1"}, []string{"Identity:0"},
+		[]ort.Value{r.in}, []ort.Value{r.out})
 	return r, err
 }
 

@@ -153,24 +153,8 @@ func newRunner(model string) (*runner, error) {
 	if r.out, err = ort.NewEmptyTensor[float32](ort.NewShape(2, 1, 1, nOut)); err != nil {
 		return r, err
 	}
-	so, err := ort.NewSessionOptions()
-	if err != nil {
-		return r, err
-	}
-	defer so.Destroy()
-	if err := so.SetIntraOpNumThreads(1); err != nil {
-		return r, err
-	}
-	// ORT_ENABLE_ALL (ONNX Runtime's default, set here because the speed
-	// depends on it): its NCHWc layout transformer runs the whole network,
-	// PReLUs included (tools/tfjs2onnx's prelu), in the blocked layout.
-	// Measured (Fit, both eyes, one thread): 1.7 ms, twice that at
-	// ORT_ENABLE_EXTENDED.
-	if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
-		return r, err
-	}
-	r.s, err = ort.NewAdvancedSession(model, []string{"input_1"}, []string{"Identity:0"},
-		[]ort.Value{r.in}, []ort.Value{r.out}, so)
+	r.s, err = ortenv.NewSession(model, []string{"input_1"}, []string{"Identity:0"},
+		[]ort.Value{r.in}, []ort.Value{r.out})
 	return r, err
 }
 

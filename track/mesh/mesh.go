@@ -109,16 +109,8 @@ func newRunner(model string) (*runner, error) {
 	if r.contour, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 266)); err != nil {
 		return r, err
 	}
-	so, err := ort.NewSessionOptions()
-	if err != nil {
-		return r, err
-	}
-	defer so.Destroy()
-	if err := so.SetIntraOpNumThreads(1); err != nil {
-		return r, err
-	}
-	r.s, err = ort.NewAdvancedSession(model, []string{"input_1"}, []string{"output_mesh", "output_faceflag", "output_contours"},
-		[]ort.Value{r.in}, []ort.Value{r.pts, r.flag, r.contour}, so)
+	r.s, err = ortenv.NewSession(model, []string{"input_1"}, []string{"output_mesh", "output_faceflag", "output_contours"},
+		[]ort.Value{r.in}, []ort.Value{r.pts, r.flag, r.contour})
 	return r, err
 }
 

@@ -59,3 +59,35 @@ func Library() string {
 	defer mu.Unlock()
 	return path
 }
+
+// NewSession makes a one-thread session bound to its tensors, at
+// ORT_ENABLE_ALL, and runs it once on them (zeros), so that ONNX Runtime's slow first run (lazy
+// kernel set-up, arena growth) is paid when the model loads, not by the
+// first face of a live stream.
+func NewSession(model string, inNames, outNames []string, in, out []ort.Value) (*ort.AdvancedSession, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	if err := so.SetIntraOpNumThreads(1); err != nil {
+		return nil, err
+	}
+	// ONNX Runtime's default, set because the speed depends on it: its
+	// NCHWc layout transformer runs whole networks, the converter's PReLUs
+	// included (tools/tfjs2onnx's prelu), in the blocked layout. Measured
+	// on iris (Fit, both eyes, one thread): 1.7 ms, twice that at
+	// ORT_ENABLE_EXTENDED.
+	if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
+		return nil, err
+	}
+	s, err := ort.NewAdvancedSession(model, inNames, outNames, in, out, so)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Run(); err != nil {
+		s.Destroy()
+		return nil, fmt.Errorf("first run: %w", err)
+	}
+	return s, nil
+}
