@@ -37,8 +37,10 @@ type Config struct {
 	// Identity re-identifies faces and names enrolled people
 	// (config/identity.go).
 	Identity Identity `yaml:"identity"`
-	Preview  Preview  `yaml:"preview"`
-	HTTP     HTTP     `yaml:"http"`
+	// Cluster shares the streams between nodes (config/cluster.go).
+	Cluster Cluster `yaml:"cluster"`
+	Preview Preview `yaml:"preview"`
+	HTTP    HTTP    `yaml:"http"`
 	// Streams are the video sources. None is valid: the daemon idles until
 	// a reload gives it some.
 	Streams []Stream `yaml:"streams"`
@@ -329,6 +331,7 @@ func Default() Config {
 		Landmarks:     defaultLandmarks(),
 		ExpressionFER: ExpressionFER{Model: "/usr/lib/affectd/human-models/emotion.onnx"},
 		Identity:      defaultIdentity(),
+		Cluster:       defaultCluster(),
 		Preview: Preview{
 			Enabled:     true,
 			FPS:         5,
@@ -381,6 +384,7 @@ func (c *Config) resolvePaths(dir string) {
 	c.ExpressionFER.Model = resolvePath(dir, c.ExpressionFER.Model)
 	c.Identity.Model = resolvePath(dir, c.Identity.Model)
 	c.Identity.Store = resolvePath(dir, c.Identity.Store)
+	c.Cluster.resolvePaths(dir)
 	c.HTTP.TLS.Cert = resolvePath(dir, c.HTTP.TLS.Cert)
 	c.HTTP.TLS.Key = resolvePath(dir, c.HTTP.TLS.Key)
 	for i, s := range c.Streams {

@@ -55,6 +55,7 @@ func TestDefault(t *testing.T) {
 		ExpressionFER: ExpressionFER{Model: "/usr/lib/affectd/human-models/emotion.onnx"},
 		Identity: Identity{Mode: "stream", Model: "/usr/lib/affectd/human-models/mobilefacenet.onnx", Threshold: 0.9,
 			Expiry: Duration(30 * time.Second), Every: Duration(2 * time.Second)},
+		Cluster: Cluster{LeaseTTL: Duration(3 * time.Second), Capacity: 8, Routes: []string{}},
 		Preview: Preview{Enabled: true, FPS: 5, MaxWidth: 640, Quality: 70, MaxWatchers: 16},
 		HTTP:    HTTP{AllowedHosts: []string{}, ReadTimeout: Duration(30 * time.Second), IdleTimeout: Duration(2 * time.Minute)},
 	}
@@ -171,6 +172,20 @@ identity:
   expiry: 5m
   every: 5s
   store: /var/lib/affectd/people.json
+cluster:
+  nats: embedded
+  node: gpu-1
+  lease_ttl: 5s
+  capacity: 12
+  retention: 10m
+  listen: 0.0.0.0:4222
+  cluster_listen: 0.0.0.0:6222
+  routes: [nats-route://gpu-2:6222, nats-route://gpu-3:6222]
+  store_dir: /var/lib/affectd/nats
+  credentials: /etc/affectd/nats.creds
+  ca: /etc/affectd/nats-ca.pem
+  cert: /etc/affectd/nats-cert.pem
+  key: /etc/affectd/nats-key.pem
 preview:
   enabled: false
   fps: 2
@@ -242,6 +257,10 @@ var fullWant = Config{
 	ExpressionFER: ExpressionFER{Model: "/models/emotion.onnx"},
 	Identity: Identity{Mode: "global", Model: "/models/mobilefacenet.onnx", Threshold: 0.85, Expiry: Duration(5 * time.Minute),
 		Every: Duration(5 * time.Second), Store: "/var/lib/affectd/people.json"},
+	Cluster: Cluster{NATS: "embedded", Node: "gpu-1", LeaseTTL: Duration(5 * time.Second), Capacity: 12, Retention: Duration(10 * time.Minute),
+		Listen: "0.0.0.0:4222", ClusterListen: "0.0.0.0:6222", Routes: []string{"nats-route://gpu-2:6222", "nats-route://gpu-3:6222"},
+		StoreDir: "/var/lib/affectd/nats", Credentials: "/etc/affectd/nats.creds", CA: "/etc/affectd/nats-ca.pem",
+		Cert: "/etc/affectd/nats-cert.pem", Key: "/etc/affectd/nats-key.pem"},
 	Preview: Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50, MaxWatchers: 3},
 	HTTP: HTTP{AllowedHosts: []string{"affectd.lab.example"}, ReadTimeout: Duration(10 * time.Second), IdleTimeout: Duration(30 * time.Second),
 		TLS: TLS{Cert: "/etc/affectd/cert.pem", Key: "/etc/affectd/key.pem"}},
@@ -321,7 +340,7 @@ var confErrors = []struct {
 	name, doc, want string
 }{
 	{"unknown top-level key", "listen: 127.0.0.1:1\nlisen: x\n",
-		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, identity, preview, http, streams, outputs)"},
+		"demo.yaml:2: lisen: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, identity, cluster, preview, http, streams, outputs)"},
 	{"unknown nested key", "detector:\n  model: /m.onnx\n  detect_evrey: 3\n",
 		"demo.yaml:3: detector.detect_evrey: unknown key (known: model, score_threshold, detect_every, refine_runs, threads, verify, verify_threshold)"},
 	{"unknown stream key", "streams:\n  - id: a\n    uri: '0'\n",
@@ -419,7 +438,7 @@ var confErrors = []struct {
 	{"decode and check errors together", "websocket:\n  send_queue: 0\n  ping_interval: soon\nbogus: 1\n",
 		"demo.yaml:2: websocket.send_queue: must be between 1 and 100000, got 0\n" +
 			`demo.yaml:3: websocket.ping_interval: want a duration such as "5ms", "1.5s" or "2m", got "soon"` + "\n" +
-			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, identity, preview, http, streams, outputs)"},
+			"demo.yaml:4: bogus: unknown key (known: listen, auth_token, onnxruntime, model, detector, tracker, align, batch, schedule, smoothing, rtsp, websocket, webrtc, landmarks, expression_fer, identity, cluster, preview, http, streams, outputs)"},
 	{"tabs", "detector:\n  model: /m.onnx\n\tthreads: 2\n",
 		"demo.yaml:3: tab in indentation (YAML indents with spaces only)"},
 	{"syntax error", "detector:\n  model: [a\n",

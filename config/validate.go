@@ -35,6 +35,7 @@ func (c *Config) validate(p *problems) {
 	c.WebRTC.validate(p)
 	c.Landmarks.validate(p)
 	c.Identity.validate(p)
+	c.Cluster.validate(p)
 	c.Preview.validate(p)
 	c.HTTP.validate(p)
 	validateStreams(p, c.Streams)

@@ -68,7 +68,11 @@ type Daemon struct {
 	failed   chan *pipeline            // streams stopped by a panic, due for a restart → Run
 
 	failures *prometheus.CounterVec // streams stopped by a panic
-	outs     outputs                // rig outputs (VMC, OSC, Live Link Face)
+	// cluster is set while the node is in a cluster (config cluster);
+	// clusterMetrics are registered when the config turns it on.
+	cluster        atomic.Pointer[clusterState]
+	clusterMetrics clusterMetrics
+	outs           outputs // rig outputs (VMC, OSC, Live Link Face)
 	// testSink, when set (tests), adds a sink of its own to every stream.
 	testSink func(stream string) analysis.Sink
 }
@@ -130,7 +134,13 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Daemon, error) {
 	if err := d.reg.Register(d.failures); err != nil {
 		return nil, err
 	}
+	if cfg.Cluster.On() {
+		if d.clusterMetrics, err = newClusterMetrics(d.reg); err != nil {
+			return nil, err
+		}
+	}
 	d.hub, err = stream.NewHub(stream.HubOptions{
+		Mirror:       d.mirror,
 		SendQueue:    cfg.WebSocket.SendQueue,
 		MaxClients:   cfg.WebSocket.MaxClients,
 		MaxDrops:     cfg.WebSocket.MaxDrops,
@@ -206,8 +216,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	engCtx, engCancel := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
+	loopCtx, loopCancel := context.WithCancel(context.Background())
+	defer loopCancel()
 	var m *Models
 	stopAll := func() {
+		d.leaveCluster(loopCancel) // its streams stop before its leases go
 		d.stopStreams()
 		d.outs.close()
 		engCancel()
@@ -241,7 +254,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := rtsp.Configure(rtsp.Transport{Protocol: cfg.RTSP.Transport, Timeout: cfg.RTSP.Timeout.D()}); err != nil {
 		d.log.Warn("rtsp options", "err", err)
 	}
+	var clusterOps chan clusterOp // nil (never ready) unless in a cluster
+	if cfg.Cluster.On() {
+		if err := d.joinCluster(ctx, cfg); err != nil {
+			stopAll()
+			return err
+		}
+		c := d.cluster.Load()
+		clusterOps = c.ops
+		go d.clusterLoop(loopCtx, c)
+	}
 	for _, sc := range cfg.Streams {
+		if cfg.Cluster.On() && sc.Kind() != "whip" {
+			continue // the cluster loop starts those this node takes
+		}
 		if err := d.startStream(cfg, sc); err != nil {
 			d.log.Error("stream not started", "stream", sc.ID, "err", err)
 		}
@@ -264,6 +290,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		case res := <-d.reload:
 			res <- d.applyReload()
+		case op := <-clusterOps:
+			d.applyCluster(d.cluster.Load(), op)
 		case req := <-d.dynamic:
 			src, err := d.startDynamic(req.stream)
 			req.reply <- dynamicReply{src, err}
@@ -305,6 +333,7 @@ func (d *Daemon) hello() []byte {
 	for _, p := range d.pipelines() {
 		h.Streams = append(h.Streams, p.info())
 	}
+	h.Streams = append(h.Streams, d.remoteStreams()...)
 	b, _ := json.Marshal(h)
 	return b
 }
@@ -336,6 +365,11 @@ func (d *Daemon) applyReload() error {
 	keep.Streams, keep.Outputs = nc.Streams, nc.Outputs
 	cfg := &keep
 	added, removed, changed := config.StreamsDiff(old.Streams, nc.Streams)
+	if c := d.cluster.Load(); c != nil {
+		d.clusterReload(c, cfg, added, removed, changed)
+		// The WHIP streams stay this node's own, as without a cluster.
+		added, removed, changed = whipOnly(added), whipOnly(removed), whipOnly(changed)
+	}
 	for _, s := range removed {
 		d.stopStream(s.ID)
 		d.hub.PublishStatus(stream.Status{Stream: s.ID, State: "removed", At: time.Now()})

@@ -33,6 +33,7 @@ func (d *Daemon) routes() http.Handler {
 	mux.Handle("GET /v1/ws", d.auth(d.hub))
 	mux.Handle("GET /v1/streams", d.auth(http.HandlerFunc(d.listStreams)))
 	mux.Handle("GET /v1/outputs", d.auth(http.HandlerFunc(d.listOutputs)))
+	mux.Handle("GET /v1/cluster", d.auth(http.HandlerFunc(d.clusterHandler)))
 	// WHIP checks its own tokens (a stream may have its own).
 	mux.HandleFunc("/v1/whip/", func(w http.ResponseWriter, r *http.Request) {
 		s := d.whip.Load()

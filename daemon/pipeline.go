@@ -30,6 +30,7 @@ type pipeline struct {
 	frames  *stream.FrameSink
 	preview *preview.Preview // nil: previews off
 	dynamic bool             // made for a WHIP publisher: removed when its session ends
+	node    string           // this node's name, in a cluster
 
 	cancel  context.CancelFunc // set by the daemon when it starts Run
 	done    chan struct{}      // closed when Run has returned
@@ -49,7 +50,12 @@ func (d *Daemon) newPipeline(cfg *config.Config, sc config.Stream, src capture.S
 	if err != nil {
 		return nil, err
 	}
-	p.frames = stream.NewFrameSink(d.hub, sc.ID, m.Core.Layout(), stream.Encoding{Blendshapes: sc.Blendshapes, Landmarks: sc.Landmarks, Mesh: sc.Mesh}, d.sinkMetrics)
+	enc := stream.Encoding{Blendshapes: sc.Blendshapes, Landmarks: sc.Landmarks, Mesh: sc.Mesh}
+	if c := d.cluster.Load(); c != nil {
+		enc.Node, enc.Lease = c.node.Name, c.epochs[sc.ID] // Run's goroutine, as epochs
+	}
+	p.node = enc.Node
+	p.frames = stream.NewFrameSink(d.hub, sc.ID, m.Core.Layout(), enc, d.sinkMetrics)
 	sinks := []analysis.Sink{p.frames, d.outs.sink(sc.ID)}
 	if d.testSink != nil {
 		sinks = append(sinks, d.testSink(sc.ID))
@@ -155,7 +161,7 @@ func (p *pipeline) lastError() string {
 
 // info describes the stream for hello and /v1/streams.
 func (p *pipeline) info() stream.StreamInfo {
-	return stream.StreamInfo{ID: p.cfg.ID, URL: p.src.String(), Kind: p.cfg.Kind(), State: p.cap.State().String()}
+	return stream.StreamInfo{ID: p.cfg.ID, URL: p.src.String(), Kind: p.cfg.Kind(), State: p.cap.State().String(), Node: p.node}
 }
 
 func sortPipelines(ps []*pipeline) {

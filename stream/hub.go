@@ -40,6 +40,11 @@ type HubOptions struct {
 	MaxClients int
 	// Hello returns the encoded hello message for a new connection.
 	Hello func() []byte
+	// Mirror, when set, also gets every message published here for a
+	// stream (status true for status messages), to send it on to the
+	// cluster; it must not block. Messages given to Relay are not
+	// mirrored.
+	Mirror func(stream string, msg []byte, status bool)
 	// Registerer receives the hub's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
@@ -187,6 +192,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Publish sends an encoded message to every client subscribed to stream
 // ("" for every client). msg must not be modified afterwards.
 func (h *Hub) Publish(stream string, msg []byte) {
+	h.Relay(stream, msg)
+	if h.o.Mirror != nil && stream != "" {
+		h.o.Mirror(stream, msg, false)
+	}
+}
+
+// Relay sends a message of another node's stream to the local
+// subscribers only.
+func (h *Hub) Relay(stream string, msg []byte) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.clients {
@@ -201,7 +215,10 @@ func (h *Hub) PublishStatus(s Status) {
 	s.Type, s.V = "status", Version
 	b, err := json.Marshal(s)
 	if err == nil {
-		h.Publish(s.Stream, b)
+		h.Relay(s.Stream, b)
+		if h.o.Mirror != nil && s.Stream != "" {
+			h.o.Mirror(s.Stream, b, true)
+		}
 	}
 }
 

@@ -53,6 +53,8 @@ type StreamInfo struct {
 	URL   string `json:"url"`
 	Kind  string `json:"kind"`
 	State string `json:"state"`
+	// Node runs the stream (cluster mode only).
+	Node string `json:"node,omitempty"`
 }
 
 // Status reports a stream's state change.
@@ -77,6 +79,12 @@ type Encoding struct {
 	// Offline leaves captured_at and latency_ms out (offline analysis of
 	// a file): the frame's time is pts_ms.
 	Offline bool
+	// Node and Lease (cluster mode) name the node that ran the frame and
+	// the lease epoch it held the stream under: epochs grow with each new
+	// holder, so a frame of a lower epoch after a higher one would show a
+	// stream run twice.
+	Node  string
+	Lease uint64
 }
 
 // AppendFrame encodes a frame message; latency is capture → now.
@@ -88,6 +96,12 @@ func AppendFrame(buf []byte, f *analysis.FrameResult, l *analysis.Layout, enc En
 	buf = appendString(buf, f.Stream)
 	buf = append(buf, `,"seq":`...)
 	buf = strconv.AppendUint(buf, f.Seq, 10)
+	if enc.Node != "" {
+		buf = append(buf, `,"node":`...)
+		buf = appendString(buf, enc.Node)
+		buf = append(buf, `,"lease":`...)
+		buf = strconv.AppendUint(buf, enc.Lease, 10)
+	}
 	if live {
 		buf = append(buf, `,"captured_at":"`...)
 		buf = f.CapturedAt.UTC().AppendFormat(buf, time.RFC3339Nano)

@@ -137,7 +137,7 @@ func TestLeases(t *testing.T) {
 	if got := check([]*node{c, c2}, ""); got != 6 {
 		t.Errorf("after b drained, c and d run %d of 6", got)
 	}
-	owners, err := Owners(context.Background(), c.m.kv)
+	owners, _, err := View(context.Background(), c.m.kv)
 	if err != nil || len(owners) != 6 {
 		t.Errorf("Owners: %v %v", owners, err)
 	}
