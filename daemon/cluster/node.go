@@ -148,9 +148,15 @@ func (n *Node) bind(ctx context.Context, c config.Cluster, replicas int) error {
 // embed starts the in-process NATS server.
 func embed(c config.Cluster, name string) (*server.Server, error) {
 	o := &server.Options{ServerName: name, JetStream: true, StoreDir: c.Store(), NoSigs: true, NoLog: true, MaxPayload: 1 << 20}
-	if c.Listen == "" {
+	switch {
+	case c.Listen == "" && c.ClusterListen == "":
 		o.DontListen = true
-	} else {
+	case c.Listen == "":
+		// Seen here with nats-server 2.15.2: a clustered server with no
+		// client listener (DontListen) did not finish starting within
+		// 10 s. So it gets a loopback one, on a port the system picks.
+		o.Host, o.Port = "127.0.0.1", -1
+	default:
 		host, port, err := splitHostPort(c.Listen)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,159 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/affectd/affectd/config"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestEmbeddedCluster: three nodes with nats: embedded and routes form
+// one NATS cluster (no separate server): the buckets are replicated on
+// three servers, every node sees the stream list another node put, the
+// leases spread the streams, and when one node (and its server) goes the
+// other two still read and write the buckets and take its streams.
+func TestEmbeddedCluster(t *testing.T) {
+	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	var urls []string
+	for _, r := range routes {
+		urls = append(urls, "nats-route://"+r)
+	}
+	nodes := make([]*Node, 3)
+	errs := make(chan error, 3)
+	for i := range nodes {
+		go func() {
+			c := config.Cluster{NATS: config.ClusterEmbedded, Node: fmt.Sprintf("n%d", i), LeaseTTL: config.Duration(3 * time.Second),
+				Capacity: 2, ClusterListen: routes[i], Routes: urls, StoreDir: t.TempDir()}
+			var err error
+			nodes[i], err = Open(context.Background(), c, nil)
+			errs <- err
+		}()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, err := nodes[0].streams.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := info.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas; r != 3 {
+		t.Errorf("stream list replicas %d, want 3", r)
+	}
+	var streams []config.Stream
+	for i := range 6 {
+		streams = append(streams, config.Stream{ID: fmt.Sprintf("s%d", i), URL: "/data/clip.mp4", Loop: true})
+	}
+	if err := nodes[1].PutStreams(ctx, streams); err != nil {
+		t.Fatal(err)
+	}
+	list, bad, err := nodes[2].Streams(ctx)
+	if err != nil || len(list) != 6 || len(bad) != 0 {
+		t.Fatalf("node n2 reads %d streams (%v, %v), want the 6 n1 put", len(list), bad, err)
+	}
+	runs := map[string]string{}
+	tick := func(live []*Node) {
+		for _, n := range live {
+			start, stop := n.mgr.Tick(ctx, Sorted(list), time.Now())
+			for _, s := range start {
+				if o, ok := runs[s]; ok {
+					t.Errorf("%s taken by %s while %s runs it", s, n.Name, o)
+				}
+				runs[s] = n.Name
+			}
+			for _, s := range stop {
+				delete(runs, s)
+			}
+		}
+	}
+	tick(nodes)
+	if len(runs) != 6 {
+		t.Fatalf("3 nodes of capacity 2 run %v, want all 6", runs)
+	}
+	// n0 and its server go (no release: as a crash); the others renew
+	// on the surviving servers and, with room, would take its streams.
+	nodes[0].srv.Shutdown()
+	nodes[0].srv.WaitForShutdown()
+	gone := nodes[0]
+	nodes[0] = nil
+	for s, n := range runs {
+		if n == gone.Name {
+			delete(runs, s)
+		}
+	}
+	for _, n := range nodes[1:] {
+		n.mgr.o.Capacity = 3
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(runs) < 6 && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		tick(nodes[1:])
+	}
+	if len(runs) != 6 {
+		t.Fatalf("after n0 went, n1 and n2 run %v, want all 6", runs)
+	}
+	t.Logf("after n0 went: %v", runs)
+	gone.nc.Close()
+}
+
+// TestRetentionReplay: with retention set, the frames published on
+// affectd.v1.frames.<stream> are kept in JetStream, and a client that
+// comes later replays them in order from the stream.
+func TestRetentionReplay(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := Open(ctx, config.Cluster{NATS: config.ClusterEmbedded, Node: "r", LeaseTTL: config.Duration(3 * time.Second),
+		Capacity: 1, Retention: config.Duration(time.Minute), StoreDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	for i := 1; i <= 5; i++ {
+		if err := n.Publish("cam.1", []byte(fmt.Sprintf(`{"type":"frame","seq":%d}`, i)), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Publish("cam.1", []byte(`{"type":"status"}`), true) // status is not kept
+	n.nc.Flush()
+	c, err := n.js.OrderedConsumer(ctx, FramesStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{FramesPrefix + "cam.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("replay message %d: %v", i, err)
+		}
+		if want := fmt.Sprintf(`{"type":"frame","seq":%d}`, i); string(m.Data()) != want || m.Headers().Get(NodeHeader) != "r" {
+			t.Errorf("replayed %q from %q, want %q from r", m.Data(), m.Headers().Get(NodeHeader), want)
+		}
+	}
+	if _, err := c.Next(jetstream.FetchMaxWait(300 * time.Millisecond)); err == nil {
+		t.Error("a sixth message replayed: only the five frames were published on the frames subject")
+	}
+}
