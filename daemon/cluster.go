@@ -21,7 +21,7 @@ import (
 type clusterState struct {
 	node   *cluster.Node
 	ttl    time.Duration
-	ops    chan clusterOp              // the loop → Run
+	ops    chan *clusterOp             // the loop → Run
 	epochs map[string]uint64           // Run's: the lease epoch of each stream it runs for the cluster
 	view   atomic.Pointer[clusterView] // the last round's picture
 	done   chan struct{}               // closed when the loop has returned
@@ -33,8 +33,14 @@ type clusterOp struct {
 	stop   []string
 	start  []config.Stream
 	epochs []uint64
+	failed []string // set by Run: streams that did not start here
 	done   chan struct{}
 }
+
+// retryAfter is how long a node leaves alone a stream it could not start
+// (its file missing on this node, its camera unreachable from here), so
+// that another node gets it.
+const retryAfter = 30 * time.Second
 
 // clusterView is GET /v1/cluster.
 type clusterView struct {
@@ -99,7 +105,7 @@ func (d *Daemon) joinCluster(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	c := &clusterState{node: node, ttl: cfg.Cluster.LeaseTTL.D(), ops: make(chan clusterOp), epochs: map[string]uint64{}, done: make(chan struct{}), m: d.clusterMetrics}
+	c := &clusterState{node: node, ttl: cfg.Cluster.LeaseTTL.D(), ops: make(chan *clusterOp), epochs: map[string]uint64{}, done: make(chan struct{}), m: d.clusterMetrics}
 	if err := node.Subscribe(func(id, _ string, msg []byte, _ bool) {
 		c.m.relayed.Inc()
 		d.hub.Relay(id, msg)
@@ -152,6 +158,7 @@ func (d *Daemon) clusterLoop(ctx context.Context, c *clusterState) {
 	defer close(c.done)
 	mgr := c.node.Leases()
 	reported := map[string]bool{}
+	failed := map[string]time.Time{} // streams this node could not start, until when it leaves them
 	var owners map[string]string
 	var nodes map[string]cluster.NodeInfo
 	tick := time.NewTicker(c.ttl / 12)
@@ -176,7 +183,14 @@ func (d *Daemon) clusterLoop(ctx context.Context, c *clusterState) {
 		if err != nil {
 			want = mgr.Held() // keep what runs; take nothing new
 		} else {
-			want = cluster.Sorted(list)
+			now := time.Now()
+			for _, id := range cluster.Sorted(list) {
+				if now.Before(failed[id]) {
+					continue
+				}
+				delete(failed, id)
+				want = append(want, id)
+			}
 		}
 		if live := len(nodes); live > 0 && err == nil {
 			mgr.SetShare((len(want) + live - 1) / live)
@@ -187,7 +201,7 @@ func (d *Daemon) clusterLoop(ctx context.Context, c *clusterState) {
 				stop = append(stop, s)
 			}
 		}
-		op := clusterOp{stop: stop, done: make(chan struct{})}
+		op := &clusterOp{stop: stop, done: make(chan struct{})}
 		for _, s := range start {
 			op.start = append(op.start, list[s])
 			op.epochs = append(op.epochs, mgr.Epoch(s))
@@ -205,6 +219,10 @@ func (d *Daemon) clusterLoop(ctx context.Context, c *clusterState) {
 			case <-ctx.Done():
 				cancel()
 				return
+			}
+			for _, id := range op.failed {
+				mgr.Drop(rctx, id)
+				failed[id] = time.Now().Add(retryAfter)
 			}
 		}
 		if round%4 != 0 && len(start)+len(stop) == 0 {
@@ -241,7 +259,7 @@ func (d *Daemon) pinned() []string {
 
 // applyCluster runs on Run's goroutine: stop first, then start with the
 // lease epochs the frames will carry.
-func (d *Daemon) applyCluster(c *clusterState, op clusterOp) {
+func (d *Daemon) applyCluster(c *clusterState, op *clusterOp) {
 	defer close(op.done)
 	for _, id := range op.stop {
 		d.stopStream(id)
@@ -253,7 +271,9 @@ func (d *Daemon) applyCluster(c *clusterState, op clusterOp) {
 	for i, sc := range op.start {
 		c.epochs[sc.ID] = op.epochs[i]
 		if err := d.startStream(cfg, sc); err != nil {
-			d.log.Error("cluster: stream not started", "stream", sc.ID, "err", err)
+			delete(c.epochs, sc.ID)
+			op.failed = append(op.failed, sc.ID)
+			d.log.Error("cluster: stream not started here: leaving it to the other nodes", "stream", sc.ID, "retry", retryAfter, "err", err)
 		}
 	}
 }

@@ -254,7 +254,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := rtsp.Configure(rtsp.Transport{Protocol: cfg.RTSP.Transport, Timeout: cfg.RTSP.Timeout.D()}); err != nil {
 		d.log.Warn("rtsp options", "err", err)
 	}
-	var clusterOps chan clusterOp // nil (never ready) unless in a cluster
+	var clusterOps chan *clusterOp // nil (never ready) unless in a cluster
 	if cfg.Cluster.On() {
 		if err := d.joinCluster(ctx, cfg); err != nil {
 			stopAll()

@@ -146,9 +146,17 @@ func (m *Manager) Shed(ctx context.Context) string {
 			last, top = s, l.epoch
 		}
 	}
-	m.kv.Delete(ctx, key(last), jetstream.LastRevision(m.held[last].rev))
-	delete(m.held, last)
+	m.Drop(ctx, last)
 	return last
+}
+
+// Drop gives back the lease on one stream (this node could not start it,
+// or hands it over).
+func (m *Manager) Drop(ctx context.Context, stream string) {
+	if l, ok := m.held[stream]; ok {
+		m.kv.Delete(ctx, key(stream), jetstream.LastRevision(l.rev))
+		delete(m.held, stream)
+	}
 }
 
 // fence is how long a lease may go unrenewed before this node stops its
