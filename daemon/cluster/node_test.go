@@ -157,3 +157,42 @@ func TestRetentionReplay(t *testing.T) {
 		t.Error("a sixth message replayed: only the five frames were published on the frames subject")
 	}
 }
+
+// TestHostileStreamList: the shared list is written by other nodes, or by
+// anyone who can reach the bucket: an entry that is not JSON, names a bad
+// id, a WHIP stream, a URL the config would refuse, or sits under another
+// stream's key is skipped and reported, and the good ones still count.
+func TestHostileStreamList(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := Open(ctx, config.Cluster{NATS: config.ClusterEmbedded, Node: "h", LeaseTTL: config.Duration(3 * time.Second),
+		Capacity: 1, StoreDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.PutStreams(ctx, []config.Stream{{ID: "good", URL: "rtsp://cam.local/1"}}); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"stream.notjson":  `{"ID":`,
+		"stream.-bad":     `{"ID":"-bad","URL":"rtsp://cam/1"}`,
+		"stream.pub":      `{"ID":"pub","URL":"whip://"}`,
+		"stream.ftp":      `{"ID":"ftp","URL":"ftp://x/y"}`,
+		"stream.elsewhat": `{"ID":"good","URL":"rtsp://evil/1"}`,
+	} {
+		if _, err := n.streams.Put(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, bad, err := n.Streams(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list["good"].URL != "rtsp://cam.local/1" {
+		t.Errorf("list %v: want only the good stream, with its own URL", list)
+	}
+	if len(bad) != 5 {
+		t.Errorf("%d entries reported bad, want 5: %v", len(bad), bad)
+	}
+}
