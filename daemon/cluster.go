@@ -149,18 +149,20 @@ func whipOnly(ss []config.Stream) []config.Stream {
 
 // clusterLoop keeps this node's leases, a round every twelfth of the TTL
 // (250 ms for 3 s), so that a lapsed lease is taken soon after it lapses:
-// it reads the shared list, renews leases (every third of the TTL) and
-// takes free ones (cluster.Manager), and hands the streams to start and
-// stop to Run, waiting until they are. A round's NATS calls share a
-// deadline of a sixth of the TTL, so a node cut off still fences in time.
-// It owns the node's Manager.
+// it reads the shared list, renews leases (every third of the TTL), takes
+// free ones up to the capacity (cluster.Manager), hands one over a second
+// while it holds two more than the least loaded node (one joined), and
+// hands the streams to start and stop to Run, waiting until they are.
+// The listing and the renewals each have a deadline of a sixth of the
+// TTL, and a renewal never waits past its fence, so a node cut off still
+// stops its streams in time. It owns the node's Manager.
 func (d *Daemon) clusterLoop(ctx context.Context, c *clusterState) {
 	defer close(c.done)
 	mgr := c.node.Leases()
 	reported := map[string]bool{}
-	failed := map[string]time.Time{} // streams this node could not start, until when it leaves them
 	var owners map[string]string
 	var nodes map[string]cluster.NodeInfo
+	freeBefore := map[string]bool{} // streams nobody held at the last look
 	tick := time.NewTicker(c.ttl / 12)
 	defer tick.Stop()
 	for round := 0; ; round++ {
@@ -183,21 +185,29 @@ func (d *Daemon) clusterLoop(ctx context.Context, c *clusterState) {
 		if err != nil {
 			want = mgr.Held() // keep what runs; take nothing new
 		} else {
-			now := time.Now()
-			for _, id := range cluster.Sorted(list) {
-				if now.Before(failed[id]) {
-					continue
-				}
-				delete(failed, id)
-				want = append(want, id)
+			want = cluster.Sorted(list)
+		}
+		cancel()
+		// The renewals get a deadline of their own: a listing that
+		// took the round's time must not cost the renewals theirs.
+		rctx, cancel = context.WithTimeout(ctx, c.ttl/6)
+		// Free streams go to the least loaded nodes first; one left free
+		// since the last look (a second) goes to anyone with room.
+		least := true
+		for name, info := range nodes {
+			if name != c.node.Name && len(info.Held) < len(mgr.Held()) {
+				least = false
 			}
 		}
-		if live := len(nodes); live > 0 && err == nil {
-			mgr.SetShare((len(want) + live - 1) / live)
-		}
-		start, stop := mgr.Tick(rctx, want, time.Now())
-		if round%4 == 0 { // a node joined: hand over one stream a second
-			if s := mgr.Shed(rctx); s != "" {
+		start, stop := mgr.Tick(rctx, want, time.Now(), func(s string) bool { return least || freeBefore[s] })
+		if round%4 == 0 && len(start) == 0 { // balance: one stream a second
+			var others []int
+			for name, info := range nodes {
+				if name != c.node.Name {
+					others = append(others, len(info.Held))
+				}
+			}
+			if s := mgr.Shed(others); s != "" {
 				stop = append(stop, s)
 			}
 		}
@@ -221,19 +231,27 @@ func (d *Daemon) clusterLoop(ctx context.Context, c *clusterState) {
 				return
 			}
 			for _, id := range op.failed {
-				mgr.Drop(rctx, id)
-				failed[id] = time.Now().Add(retryAfter)
+				mgr.Drop(id)
+				mgr.Avoid(id, retryAfter)
 			}
 		}
 		if round%4 != 0 && len(start)+len(stop) == 0 {
 			cancel()
 			continue // announce and look around once a second
 		}
+		cancel()
+		rctx, cancel = context.WithTimeout(ctx, c.ttl/6)
 		mgr.Announce(rctx, cluster.NodeInfo{Capacity: mgr.Capacity(), Held: mgr.Held(), Pinned: d.pinned(), HTTP: d.Addr(), At: time.Now()})
 		o, n, err := c.node.View(rctx)
 		cancel()
 		if err == nil {
 			owners, nodes = o, n
+			clear(freeBefore)
+			for _, id := range want {
+				if owners[id] == "" {
+					freeBefore[id] = true
+				}
+			}
 		}
 		v := &clusterView{Node: c.node.Name, Connected: c.node.Connected(), Capacity: mgr.Capacity(), LeaseTTL: c.ttl.Seconds(), Nodes: nodes, At: time.Now()}
 		for _, id := range want {

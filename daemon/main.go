@@ -289,10 +289,14 @@ flags:
 	smooth := fs.Bool("smooth", false, "smooth each face's values over time with the config's smoothing section, as affectd run does (off: raw per-frame values); resuming then replays the model over the frames done")
 	quiet := fs.Bool("quiet", false, "no progress bar, even on a terminal")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
+	cf := addClusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() == 0 {
+	if cf.on() && *cf.status {
+		return clusterStatusCmd(cf, stdout, stderr)
+	}
+	if fs.NArg() == 0 && !cf.on() {
 		fmt.Fprintln(stderr, "affectd analyze: give one or more video files or folders (-h for help)")
 		return 2
 	}
@@ -353,6 +357,9 @@ flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if cf.on() {
+		return analyzeClusterCmd(ctx, cfg, o, cf, *quiet, stdout, stderr)
+	}
 	rep, err := Analyze(ctx, cfg, o)
 	if rep == nil {
 		fmt.Fprintf(stderr, "affectd analyze: %v\n", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,7 +40,7 @@ type Manager struct {
 	kv    jetstream.KeyValue
 	o     Options
 	held  map[string]lease
-	share int
+	avoid map[string]time.Time // streams handed over lately: not taken again until then
 }
 
 type lease struct {
@@ -68,17 +69,22 @@ func New(ctx context.Context, js jetstream.JetStream, o Options) (*Manager, erro
 	if err != nil {
 		return nil, fmt.Errorf("cluster: lease bucket: %w", err)
 	}
-	return &Manager{kv: kv, o: o, held: map[string]lease{}}, nil
+	return &Manager{kv: kv, o: o, held: map[string]lease{}, avoid: map[string]time.Time{}}, nil
 }
 
 func key(stream string) string { return "lease." + stream }
 
-// Tick is one round, at least every Renew: renew every held lease due (a renewal
-// that fails means another node has it, or the bucket forgot it: stop),
-// fence leases not renewed within the TTL (this node may be cut off: stop
-// before anyone can take them), and take free streams of want up to the
-// capacity. start and stop are the streams to start and stop now.
-func (m *Manager) Tick(ctx context.Context, want []string, now time.Time) (start, stop []string) {
+// Tick is one round, at least every Renew: renew every held lease due (a
+// renewal that fails means another node has it, or the bucket forgot it:
+// stop), fence leases not renewed within the fence (this node may be cut
+// off: stop before anyone can take them), and take free streams of want
+// up to the capacity, except those it handed over lately and those may
+// refuses (nil: none). start and stop are the streams to start and stop
+// now.
+//
+// A renewal never waits past its lease's fence: whatever ctx allows, the
+// stop is decided by then.
+func (m *Manager) Tick(ctx context.Context, want []string, now time.Time, may func(stream string) bool) (start, stop []string) {
 	wanted := map[string]bool{}
 	for _, s := range want {
 		wanted[s] = true
@@ -86,7 +92,12 @@ func (m *Manager) Tick(ctx context.Context, want []string, now time.Time) (start
 	for _, s := range m.sortedHeld() {
 		l := m.held[s]
 		if !wanted[s] {
-			m.kv.Delete(ctx, key(s), jetstream.LastRevision(l.rev))
+			m.Drop(s)
+			stop = append(stop, s)
+			continue
+		}
+		fence := l.renewed.Add(m.fence())
+		if !time.Now().Before(fence) {
 			delete(m.held, s)
 			stop = append(stop, s)
 			continue
@@ -94,24 +105,25 @@ func (m *Manager) Tick(ctx context.Context, want []string, now time.Time) (start
 		if now.Sub(l.renewed) < m.o.Renew {
 			continue
 		}
-		rev, err := m.kv.Update(ctx, key(s), []byte(m.o.Node), l.rev)
+		uctx, cancel := context.WithDeadline(ctx, fence)
+		rev, err := m.kv.Update(uctx, key(s), []byte(m.o.Node), l.rev)
+		cancel()
 		switch {
 		case err == nil:
 			m.held[s] = lease{rev: rev, epoch: l.epoch, renewed: now}
-		case isConflict(err) || time.Since(l.renewed) >= m.fence():
-			// time.Since, not now: a round whose writes time out one
-			// after the other must not fence late.
+		case isConflict(err) || !time.Now().Before(fence):
 			delete(m.held, s)
 			stop = append(stop, s)
 		}
 	}
 	for _, s := range want {
-		if len(m.held) >= m.limit() {
+		if len(m.held) >= m.o.Capacity {
 			break
 		}
-		if _, ok := m.held[s]; ok {
+		if _, ok := m.held[s]; ok || now.Before(m.avoid[s]) || (may != nil && !may(s)) {
 			continue
 		}
+		delete(m.avoid, s)
 		rev, err := m.kv.Create(ctx, key(s), []byte(m.o.Node))
 		if err == nil {
 			m.held[s] = lease{rev: rev, epoch: rev, renewed: now}
@@ -121,22 +133,14 @@ func (m *Manager) Tick(ctx context.Context, want []string, now time.Time) (start
 	return start, stop
 }
 
-// SetShare caps the streams this node takes below its capacity: its fair
-// share of the cluster's streams (0: no cap but the capacity).
-func (m *Manager) SetShare(n int) { m.share = n }
-
-func (m *Manager) limit() int {
-	if m.share > 0 {
-		return min(m.share, m.o.Capacity)
-	}
-	return m.o.Capacity
-}
-
-// Shed gives back one lease when this node holds more than its share
-// (a node joined): the stream to stop, or "" when none. The last stream
-// taken goes first.
-func (m *Manager) Shed(ctx context.Context) string {
-	if len(m.held) <= m.limit() {
+// Shed hands over one stream when this node holds at least two more than
+// the least loaded of the others (others: how many each other live node
+// holds): the stream to stop, or "" when none. The last stream taken goes
+// first, and this node leaves it alone for a while (Avoid) so that a less
+// loaded node takes it. With a difference of two, a cluster that cannot
+// be balanced exactly (7 streams on 3 nodes) never hands streams around.
+func (m *Manager) Shed(others []int) string {
+	if len(others) == 0 || len(m.held) < slices.Min(others)+2 {
 		return ""
 	}
 	var last string
@@ -146,15 +150,25 @@ func (m *Manager) Shed(ctx context.Context) string {
 			last, top = s, l.epoch
 		}
 	}
-	m.Drop(ctx, last)
+	m.Drop(last)
+	m.Avoid(last, m.o.TTL)
 	return last
 }
 
+// Avoid keeps this node from taking stream for d.
+func (m *Manager) Avoid(stream string, d time.Duration) {
+	m.avoid[stream] = time.Now().Add(d)
+}
+
 // Drop gives back the lease on one stream (this node could not start it,
-// or hands it over).
-func (m *Manager) Drop(ctx context.Context, stream string) {
+// or hands it over). The delete has its own short deadline, so that a
+// round whose time is spent still hands over at once rather than at the
+// TTL.
+func (m *Manager) Drop(stream string) {
 	if l, ok := m.held[stream]; ok {
+		ctx, cancel := context.WithTimeout(context.Background(), m.o.TTL/6)
 		m.kv.Delete(ctx, key(stream), jetstream.LastRevision(l.rev))
+		cancel()
 		delete(m.held, stream)
 	}
 }
@@ -239,8 +253,11 @@ func View(ctx context.Context, kv jetstream.KeyValue) (owners map[string]string,
 	}
 	for k := range lister.Keys() {
 		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue // gone since the listing
+		}
 		if err != nil {
-			continue
+			return nil, nil, err
 		}
 		switch {
 		case strings.HasPrefix(k, "lease."):
@@ -251,6 +268,9 @@ func View(ctx context.Context, kv jetstream.KeyValue) (owners map[string]string,
 				nodes[strings.TrimPrefix(k, "node.")] = info
 			}
 		}
+	}
+	if err := ctx.Err(); err != nil { // the listing was cut short
+		return nil, nil, err
 	}
 	return owners, nodes, nil
 }

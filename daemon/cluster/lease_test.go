@@ -55,7 +55,7 @@ func newNode(t *testing.T, ns *server.Server, name string, capacity int) *node {
 func (n *node) tick(want []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	start, stop := n.m.Tick(ctx, want, time.Now())
+	start, stop := n.m.Tick(ctx, want, time.Now(), nil)
 	for _, s := range start {
 		n.runs[s] = true
 	}

@@ -66,7 +66,11 @@ func Open(ctx context.Context, c config.Cluster, log *slog.Logger) (*Node, error
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.Timeout(2 * time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: Close
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
 	url := c.NATS
@@ -299,8 +303,11 @@ func (n *Node) Streams(ctx context.Context) (list map[string]config.Stream, bad 
 	list = map[string]config.Stream{}
 	for k := range lister.Keys() {
 		e, err := n.streams.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue // deleted since the listing
+		}
 		if err != nil {
-			continue
+			return nil, nil, fmt.Errorf("stream list: %s: %w", k, err)
 		}
 		var s config.Stream
 		if err := json.Unmarshal(e.Value(), &s); err != nil {
@@ -312,6 +319,11 @@ func (n *Node) Streams(ctx context.Context) (list map[string]config.Stream, bad 
 			continue
 		}
 		list[s.ID] = s
+	}
+	// The key channel closes, without an error, when ctx ends: a list
+	// cut short is not the list.
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("stream list: %w", err)
 	}
 	return list, bad, nil
 }

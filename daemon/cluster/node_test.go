@@ -79,7 +79,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	runs := map[string]string{}
 	tick := func(live []*Node) {
 		for _, n := range live {
-			start, stop := n.mgr.Tick(ctx, Sorted(list), time.Now())
+			start, stop := n.mgr.Tick(ctx, Sorted(list), time.Now(), nil)
 			for _, s := range start {
 				if o, ok := runs[s]; ok {
 					t.Errorf("%s taken by %s while %s runs it", s, n.Name, o)

@@ -86,13 +86,17 @@ func startDaemon(bin, cfg, logPath string) (*daemonProc, error) {
 }
 
 // stop ends the daemon: SIGTERM, then SIGKILL after 10 s.
-func (p *daemonProc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
+func (p *daemonProc) stop() { terminate(p.cmd, p.exited, 10*time.Second) }
+
+// terminate ends a process started by the benches: SIGTERM, then SIGKILL
+// after grace; exited is closed when its Wait has returned.
+func terminate(cmd *exec.Cmd, exited <-chan struct{}, grace time.Duration) {
+	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
+	case <-exited:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-exited
 	}
 }
 

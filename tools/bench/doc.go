@@ -8,4 +8,5 @@
 //	go run ./tools/bench latency [-clip one_face] [-size 1280x720]
 //	go run ./tools/bench analyze [-rounds 3] [-batch N] [-threads N]
 //	go run ./tools/bench fidelity [-size 640x360] [-model none]
+//	go run ./tools/bench cluster [-nodes 3] [-streams 6] [-kills 20] [-ttl 3s]
 package main

@@ -44,6 +44,8 @@ func main() {
 		err = benchFaces(os.Args[2:])
 	case "train":
 		err = benchTrain(os.Args[2:])
+	case "cluster":
+		err = benchCluster(os.Args[2:])
 	default:
 		usage()
 	}
@@ -68,7 +70,8 @@ commands:
   load    one websocket client's latency alone and beside 500 others
   rig     glass-to-packet latency of 4 rig outputs (VMC, OSC, Live Link) on one 720p25 stream
   train   affectd train's fit on 100000 ViT-B-wide vectors, and affectd features' crops/s
-  quant   int8 vs fp32 export of a ViT-B in one run: faces/s, speedup, feature cosine on real faces`)
+  quant   int8 vs fp32 export of a ViT-B in one run: faces/s, speedup, feature cosine on real faces
+  cluster N nodes on a real nats-server, kill -9 one at a time: failover ms, duplicate frames, publish latency`)
 	os.Exit(2)
 }
 
