@@ -166,25 +166,12 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 	if len(o.Inputs) == 0 {
 		return nil, errors.New("analyze: no input files or folders")
 	}
-	c := analyzeConfig(cfg)
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	o.Batch = AnalyzeBatch(&c, o.Batch)
-	// The first half leaves the model its CPUs, unless it runs alone.
-	m, err := LoadModels(&c, ModelOptions{Offline: true, Batch: o.Batch, KeepFeatures: o.Features, SerialRefine: !o.TrackOnly, Log: o.Log})
+	a, err := newAnalyzer(cfg, o)
 	if err != nil {
 		return nil, err
 	}
+	m := a.m
 	defer m.Close()
-	if m.Core.Engine == nil && !m.Core.HasLandmarks() && !o.TrackOnly {
-		return nil, errors.New("analyze: nothing to measure: no MAE-Face model (model.path) and no landmark model (landmarks.model)")
-	}
-	a := &analyzer{cfg: &c, m: m, o: o, seg: uint64(max(segmentBatches*o.Batch, minSegment))}
-	if err := a.setNeutral(); err != nil {
-		return nil, err
-	}
-	a.current.Store("")
 	rep := &AnalyzeReport{}
 	jobs, err := a.plan(rep)
 	if err != nil {
@@ -216,6 +203,32 @@ func Analyze(ctx context.Context, cfg *config.Config, o AnalyzeOptions) (*Analyz
 	}
 	rep.Elapsed, rep.Work = time.Since(start), time.Since(workStart)
 	return rep, ctx.Err()
+}
+
+// newAnalyzer loads the models for offline analysis (the caller closes
+// a.m) and sets the neutral.
+func newAnalyzer(cfg *config.Config, o AnalyzeOptions) (*analyzer, error) {
+	c := analyzeConfig(cfg)
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	o.Batch = AnalyzeBatch(&c, o.Batch)
+	// The first half leaves the model its CPUs, unless it runs alone.
+	m, err := LoadModels(&c, ModelOptions{Offline: true, Batch: o.Batch, KeepFeatures: o.Features, SerialRefine: !o.TrackOnly, Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	if m.Core.Engine == nil && !m.Core.HasLandmarks() && !o.TrackOnly {
+		m.Close()
+		return nil, errors.New("analyze: nothing to measure: no MAE-Face model (model.path) and no landmark model (landmarks.model)")
+	}
+	a := &analyzer{cfg: &c, m: m, o: o, seg: uint64(max(segmentBatches*o.Batch, minSegment))}
+	if err := a.setNeutral(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	a.current.Store("")
+	return a, nil
 }
 
 // AnalyzeBatch is analyze's batch size: batch when it is set, else the

@@ -8,19 +8,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/affectd/affectd/capture/file"
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/daemon/cluster"
 )
@@ -200,52 +197,28 @@ func analyzeClusterCmd(ctx context.Context, cfg *config.Config, o AnalyzeOptions
 // their outputs' names (a later input with a name taken is numbered).
 func clusterTasks(o AnalyzeOptions) ([]cluster.Task, error) {
 	var files []string
+	// A missing or unreadable input fails on the worker that takes it.
+	keep := func(p string, _ error) { files = append(files, p) }
 	for _, in := range o.Inputs {
-		abs, err := filepath.Abs(in)
+		p, err := filepath.Abs(in)
 		if err != nil {
 			return nil, err
 		}
-		st, err := os.Stat(abs)
-		if err != nil || !st.IsDir() {
-			files = append(files, abs) // a missing file fails on the worker that takes it
-			continue
-		}
-		var found []string
-		filepath.WalkDir(abs, func(p string, de fs.DirEntry, err error) error {
-			switch {
-			case err != nil:
-				found = append(found, p)
-			case de.IsDir() && o.Frames:
-				if frames, _ := file.Frames(p); len(frames) > 0 {
-					found = append(found, p)
-				}
-			case de.IsDir():
-			case slices.Contains(VideoExtensions, strings.ToLower(filepath.Ext(p))):
-				found = append(found, p)
-			case file.IsImage(p) && !o.Frames:
-				found = append(found, p)
-			}
-			return nil
-		})
-		sort.Strings(found)
-		files = append(files, found...)
-	}
-	used := map[string]bool{}
-	var tasks []cluster.Task
-	for _, in := range files {
-		if err := cluster.CheckFile(in); err != nil {
+		found, err := expandInputs([]string{p}, o.Frames, keep, func(string) {})
+		if err != nil {
 			return nil, err
 		}
-		base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
-		name := base
-		for n := 2; used[name]; n++ {
-			name = fmt.Sprintf("%s_%d", base, n)
+		files = append(files, found...)
+	}
+	var tasks []cluster.Task
+	for i, name := range outputNames(files) {
+		if err := cluster.CheckFile(files[i]); err != nil {
+			return nil, err
 		}
-		used[name] = true
 		if err := cluster.CheckName(name); err != nil {
 			return nil, err
 		}
-		tasks = append(tasks, cluster.Task{File: in, Name: name})
+		tasks = append(tasks, cluster.Task{File: files[i], Name: name})
 	}
 	return tasks, nil
 }
@@ -508,29 +481,14 @@ func openSession(cfg *config.Config, o AnalyzeOptions) (*fileSession, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	o.Progress, o.TrackOnly = nil, false
-	c := analyzeConfig(cfg)
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	o.Batch = AnalyzeBatch(&c, o.Batch)
-	m, err := LoadModels(&c, ModelOptions{Offline: true, Batch: o.Batch, KeepFeatures: o.Features, SerialRefine: true, Log: o.Log})
+	a, err := newAnalyzer(cfg, o)
 	if err != nil {
 		return nil, err
 	}
-	if m.Core.Engine == nil && !m.Core.HasLandmarks() {
-		m.Close()
-		return nil, errors.New("analyze: nothing to measure: no MAE-Face model (model.path) and no landmark model (landmarks.model)")
-	}
-	a := &analyzer{cfg: &c, m: m, o: o, seg: uint64(max(segmentBatches*o.Batch, minSegment))}
-	if err := a.setNeutral(); err != nil {
-		m.Close()
-		return nil, err
-	}
-	a.current.Store("")
 	s := &fileSession{a: a, engDone: make(chan struct{})}
 	var engCtx context.Context
 	engCtx, s.engCancel = context.WithCancel(context.Background())
-	go func() { defer close(s.engDone); m.Run(engCtx) }()
+	go func() { defer close(s.engDone); a.m.Run(engCtx) }()
 	return s, nil
 }
 
@@ -546,32 +504,18 @@ func (s *fileSession) close() {
 // frames the container announces.
 func (s *fileSession) run(ctx context.Context, in, name string, total *atomic.Int64) *FileReport {
 	a := s.a
-	rep := &FileReport{Input: in, Output: filepath.Join(a.o.OutDir, name+"."+a.o.Format)}
 	st, err := os.Stat(in)
 	switch {
 	case err != nil:
-		rep.Status, rep.Err = "failed", err
-		return rep
+		return &FileReport{Input: in, Status: "failed", Err: err}
 	case st.IsDir() && !a.o.Frames:
-		rep.Status, rep.Err = "failed", errors.New("a folder (-frames takes a folder of pictures as a video)")
-		return rep
+		return &FileReport{Input: in, Status: "failed", Err: errors.New("a folder (-frames takes a folder of pictures as a video)")}
 	}
-	if _, err := os.Stat(rep.Output); err == nil && !a.o.Force {
-		rep.Status = "skipped"
-		return rep
+	j := a.prepare(in, name)
+	if j.rep.Status != "" {
+		return j.rep
 	}
-	j := &job{name: name, rep: rep}
-	if j.sig, err = a.signature(in); err != nil {
-		rep.Status, rep.Err = "failed", err
-		return rep
-	}
-	if info, err := file.Probe(in); err == nil && info.Frames > 0 {
-		j.probed = info.Frames
-		total.Store(int64(info.Frames))
-	}
-	if !a.o.Force {
-		a.loadResume(j)
-	}
+	total.Store(int64(j.probed))
 	a.runFile(ctx, j)
-	return rep
+	return j.rep
 }

@@ -34,11 +34,38 @@ func (a *analyzer) plan(rep *AnalyzeReport) ([]*job, error) {
 	if err := os.MkdirAll(a.o.OutDir, 0o750); err != nil {
 		return nil, fmt.Errorf("analyze: output folder: %w", err)
 	}
+	files, err := expandInputs(a.o.Inputs, a.o.Frames, func(p string, err error) {
+		rep.Files = append(rep.Files, &FileReport{Input: p, Status: "failed", Err: err})
+	}, func(folder string) {
+		a.o.Log.Warn("no videos or pictures in folder", "folder", folder, "videos", strings.Join(VideoExtensions, " "), "pictures", strings.Join(file.ImageExtensions, " "))
+	})
+	if err != nil {
+		return nil, err
+	}
+	var jobs []*job
+	for i, name := range outputNames(files) {
+		j := a.prepare(files[i], name)
+		rep.Files = append(rep.Files, j.rep)
+		if j.rep.Status != "" {
+			continue // skipped or failed
+		}
+		a.total.Add(int64(j.probed))
+		jobs = append(jobs, j)
+	}
+	a.filesAll = int32(len(jobs))
+	return jobs, nil
+}
+
+// expandInputs lists the inputs to analyse: files as given, folders
+// searched for videos and pictures (or, with frames, folders of pictures),
+// each folder's finds in name order. bad gets what cannot be read, empty
+// the folders without any.
+func expandInputs(inputs []string, frames bool, bad func(path string, err error), empty func(folder string)) ([]string, error) {
 	var files []string
-	for _, in := range a.o.Inputs {
+	for _, in := range inputs {
 		st, err := os.Stat(in)
 		if err != nil {
-			rep.Files = append(rep.Files, &FileReport{Input: in, Status: "failed", Err: err})
+			bad(in, err)
 			continue
 		}
 		if !st.IsDir() {
@@ -49,15 +76,15 @@ func (a *analyzer) plan(rep *AnalyzeReport) ([]*job, error) {
 		err = filepath.WalkDir(in, func(p string, de fs.DirEntry, err error) error {
 			switch {
 			case err != nil:
-				rep.Files = append(rep.Files, &FileReport{Input: p, Status: "failed", Err: err})
-			case de.IsDir() && a.o.Frames:
-				if frames, _ := file.Frames(p); len(frames) > 0 {
+				bad(p, err)
+			case de.IsDir() && frames:
+				if fr, _ := file.Frames(p); len(fr) > 0 {
 					found = append(found, p) // a folder of frames: one input
 				}
 			case de.IsDir():
 			case slices.Contains(VideoExtensions, strings.ToLower(filepath.Ext(p))):
 				found = append(found, p)
-			case file.IsImage(p) && !a.o.Frames:
+			case file.IsImage(p) && !frames:
 				found = append(found, p) // a still: a one-frame input
 			}
 			return nil
@@ -67,43 +94,52 @@ func (a *analyzer) plan(rep *AnalyzeReport) ([]*job, error) {
 		}
 		sort.Strings(found)
 		if len(found) == 0 {
-			a.o.Log.Warn("no videos or pictures in folder", "folder", in, "videos", strings.Join(VideoExtensions, " "), "pictures", strings.Join(file.ImageExtensions, " "))
+			empty(in)
 		}
 		files = append(files, found...)
 	}
-	ext := "." + a.o.Format
+	return files, nil
+}
+
+// outputNames names each input's output: its base name, numbered when an
+// earlier input has the name.
+func outputNames(files []string) []string {
 	used := map[string]bool{}
-	var jobs []*job
-	for _, in := range files {
+	out := make([]string, len(files))
+	for i, in := range files {
 		base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
 		name := base
-		for n := 2; used[name]; n++ { // two inputs with one name: number the later ones
+		for n := 2; used[name]; n++ {
 			name = fmt.Sprintf("%s_%d", base, n)
 		}
 		used[name] = true
-		j := &job{name: name, rep: &FileReport{Input: in, Output: filepath.Join(a.o.OutDir, name+ext)}}
-		rep.Files = append(rep.Files, j.rep)
-		if _, err := os.Stat(j.rep.Output); err == nil && !a.o.Force && !a.o.TrackOnly {
-			j.rep.Status = "skipped"
-			continue
-		}
-		sig, err := a.signature(in)
-		if err != nil {
-			j.rep.Status, j.rep.Err = "failed", err
-			continue
-		}
-		j.sig = sig
-		if info, err := file.Probe(in); err == nil && info.Frames > 0 {
-			j.probed = info.Frames
-		}
-		if !a.o.Force && !a.o.TrackOnly {
-			a.loadResume(j)
-		}
-		a.total.Add(int64(j.probed))
-		jobs = append(jobs, j)
+		out[i] = name
 	}
-	a.filesAll = int32(len(jobs))
-	return jobs, nil
+	return out
+}
+
+// prepare makes the job of one input: its report's Status is "skipped"
+// (the output exists; -force redoes it) or "failed", or "" with the job
+// ready to run, an interrupted run's state loaded.
+func (a *analyzer) prepare(in, name string) *job {
+	j := &job{name: name, rep: &FileReport{Input: in, Output: filepath.Join(a.o.OutDir, name+"."+a.o.Format)}}
+	if _, err := os.Stat(j.rep.Output); err == nil && !a.o.Force && !a.o.TrackOnly {
+		j.rep.Status = "skipped"
+		return j
+	}
+	sig, err := a.signature(in)
+	if err != nil {
+		j.rep.Status, j.rep.Err = "failed", err
+		return j
+	}
+	j.sig = sig
+	if info, err := file.Probe(in); err == nil && info.Frames > 0 {
+		j.probed = info.Frames
+	}
+	if !a.o.Force && !a.o.TrackOnly {
+		a.loadResume(j)
+	}
+	return j
 }
 
 // loadResume reads an interrupted run's state; one made with other inputs
