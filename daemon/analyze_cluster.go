@@ -20,6 +20,7 @@ import (
 
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/daemon/cluster"
+	"github.com/affectd/affectd/stream/record"
 )
 
 // `affectd analyze -cluster nats://…`: offline analysis spread over
@@ -361,14 +362,22 @@ func (w *worker) file(ctx context.Context, c *cluster.Claim) error {
 	}
 	base.Store(w.sess.a.done.Load())
 	an.Store(w.sess.a)
-	rep := w.sess.run(fctx, c.File, c.Name, &total)
+	var commitErr error
+	rep := w.sess.run(fctx, c.File, c.Name, w.node, &total, func() error {
+		commitErr = lastWord(c.Confirm)
+		return commitErr
+	})
 	stop()
 	switch {
 	case ctx.Err() != nil: // interrupted: another worker takes it at once
 		lastWord(c.Release)
 		return nil
-	case fctx.Err() != nil:
+	case fctx.Err() != nil || errors.Is(commitErr, cluster.ErrLost):
 		w.log.Warn("another worker has the file now: stopped", "file", c.File)
+		return nil
+	case commitErr != nil: // complete, but not confirmed: resumed from its checkpoint by whoever takes it next
+		w.log.Warn("could not confirm the file before putting it in place: given back", "file", c.File, "err", commitErr)
+		lastWord(c.Release)
 		return nil
 	}
 	r := cluster.Result{Frames: rep.Frames + rep.Replayed, Total: total.Load(), Rows: rep.Rows, Resumed: rep.Replayed > 0, Err: rep.Err}
@@ -500,9 +509,11 @@ func (s *fileSession) close() {
 
 // run analyses one input into <OutDir>/<name>.<format> as Analyze's plan
 // and runFile do: an existing output is skipped (-force redoes it), an
-// interrupted run's (this node's or another's) is resumed. total gets the
-// frames the container announces.
-func (s *fileSession) run(ctx context.Context, in, name string, total *atomic.Int64) *FileReport {
+// interrupted run's (this node's or another's) is resumed. The output
+// grows in this node's own partial file; commit is asked before the
+// complete output is put in place. total gets the frames the container
+// announces.
+func (s *fileSession) run(ctx context.Context, in, name, node string, total *atomic.Int64, commit func() error) *FileReport {
 	a := s.a
 	st, err := os.Stat(in)
 	switch {
@@ -512,10 +523,52 @@ func (s *fileSession) run(ctx context.Context, in, name string, total *atomic.In
 		return &FileReport{Input: in, Status: "failed", Err: errors.New("a folder (-frames takes a folder of pictures as a video)")}
 	}
 	j := a.prepare(in, name)
+	if j.rep.Status == "skipped" { // done already: what another worker left is of no use
+		record.RemovePartials(j.rep.Output)
+	}
 	if j.rep.Status != "" {
 		return j.rep
 	}
+	j.partial, j.commit = workerPartial(j.rep.Output, node), commit
+	if !a.o.Force {
+		a.resumeShared(j)
+	}
 	total.Store(int64(j.probed))
 	a.runFile(ctx, j)
+	if j.rep.Status == "done" {
+		record.RemovePartials(j.rep.Output)
+	}
 	return j.rep
+}
+
+// workerPartial is where node grows the output out: a partial file of its
+// own, so a worker that stalled and lost the file (another resumed it)
+// can never write into the file of the worker that has it now.
+func workerPartial(out, node string) string {
+	p := record.PartialPath(out) + "." + node
+	if len(filepath.Base(p))+len(".state.tmp") > 255 { // a long output name: the node's hash
+		sum := sha256.Sum256([]byte(node))
+		p = record.PartialPath(out) + "." + hex.EncodeToString(sum[:6])
+	}
+	return p
+}
+
+// resumeShared picks the furthest checkpoint among the output's partial
+// files (this worker's, other workers', an interrupted single-machine
+// run's) and, unless it is this worker's own, copies it into that.
+func (a *analyzer) resumeShared(j *job) {
+	j.resume = record.State{}
+	best := ""
+	for _, p := range record.Partials(j.rep.Output) {
+		if st, err := record.LoadPartial(p, j.sig); err == nil && st.Frames > j.resume.Frames {
+			best, j.resume = p, st
+		}
+	}
+	if best == "" || best == j.partial {
+		return
+	}
+	if err := record.Adopt(best, j.partial, j.resume); err != nil {
+		a.o.Log.Warn("could not copy another worker's checkpoint: starting over", "from", best, "err", err)
+		j.resume = record.State{}
+	}
 }

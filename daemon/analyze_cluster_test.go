@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/affectd/affectd/config"
 	"github.com/affectd/affectd/daemon/cluster"
+	"github.com/affectd/affectd/stream/record"
 	"github.com/affectd/affectd/tools/testmedia"
 )
 
@@ -303,4 +306,100 @@ func TestAnalyzeCluster(t *testing.T) {
 		t.Errorf("-status: %d %q %s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("%.1fs in all; %s", time.Since(start).Seconds(), strings.TrimSpace(r.stdout))
+}
+
+// TestWorkerPartials: analyze -cluster's workers share the output folder
+// but each grows its own partial file. Worker a is interrupted after a
+// checkpoint. Worker b resumes from a copy of a's checkpoint, but its
+// commit is refused (the file went to another worker meanwhile): no
+// output is put in place and a's files are as a left them. Worker c
+// resumes from the furthest checkpoint (b's), commits, and writes exactly
+// an uninterrupted run's bytes; no partial file is left.
+func TestWorkerPartials(t *testing.T) {
+	p := paths(t)
+	cfg, err := config.Load(analyzeConfigFile(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clip := testmedia.MustEnsure(t, "two_faces", 640, 360)
+	dir := t.TempDir()
+	input := filepath.Join(dir, "long.mp4") // 300 frames: checkpoints at 128 and 256
+	if b, err := exec.Command("ffmpeg", "-v", "error", "-stream_loop", "1", "-i", clip.Path, "-c", "copy", input).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, b)
+	}
+	whole, shared := filepath.Join(dir, "whole"), filepath.Join(dir, "shared")
+	for _, d := range []string{whole, shared} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := openSession(cfg, AnalyzeOptions{Format: "csv", OutDir: whole})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ctx := context.Background()
+	var total atomic.Int64
+	if rep := s.run(ctx, input, "long", "w", &total, nil); rep.Status != "done" {
+		t.Fatalf("uninterrupted run: %+v", rep)
+	}
+	want, err := os.ReadFile(filepath.Join(whole, "long.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s.a.o.OutDir = shared
+	out := filepath.Join(shared, "long.csv")
+	pa, pb := workerPartial(out, "a"), workerPartial(out, "b")
+	state := func(partial string) record.State {
+		var st record.State
+		if b, err := os.ReadFile(partial + ".state"); err == nil {
+			json.Unmarshal(b, &st)
+		}
+		return st
+	}
+	actx, interrupt := context.WithCancel(ctx)
+	go func() {
+		defer interrupt()
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && actx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+			if state(pa).Frames > 0 {
+				return
+			}
+		}
+	}()
+	rep := s.run(actx, input, "long", "a", &total, nil)
+	interrupt()
+	sa := state(pa)
+	if rep.Status != "" || sa.Frames == 0 || sa.Frames >= 300 {
+		t.Fatalf("a: %+v, checkpoint %+v: want interrupted after a checkpoint", rep, sa)
+	}
+	aBytes, _ := os.ReadFile(pa)
+	t.Logf("a interrupted with %d frames checkpointed", sa.Frames)
+
+	rep = s.run(ctx, input, "long", "b", &total, func() error { return cluster.ErrLost })
+	if !errors.Is(rep.Err, cluster.ErrLost) || rep.Replayed != int64(sa.Frames) {
+		t.Fatalf("b: %+v (err %v), want resumed from a's %d frames and its commit refused", rep, rep.Err, sa.Frames)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("b put its output in place after its commit was refused")
+	}
+	if b, _ := os.ReadFile(pa); state(pa) != sa || !bytes.Equal(b, aBytes) {
+		t.Fatal("b changed a's partial file or its state")
+	}
+	sb := state(pb)
+	if sb.Frames <= sa.Frames {
+		t.Fatalf("b's checkpoint %+v, want past a's %d frames", sb, sa.Frames)
+	}
+
+	commits := 0
+	rep = s.run(ctx, input, "long", "c", &total, func() error { commits++; return nil })
+	if rep.Status != "done" || rep.Replayed != int64(sb.Frames) || commits != 1 {
+		t.Fatalf("c: %+v (err %v, %d commits), want done, resumed from b's %d frames", rep, rep.Err, commits, sb.Frames)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("c's output: %d bytes (%v), the uninterrupted run's %d", len(got), err, len(want))
+	}
+	if left, _ := filepath.Glob(filepath.Join(shared, "*.partial*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
 }

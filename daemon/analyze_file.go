@@ -26,7 +26,8 @@ func (a *analyzer) runFile(ctx context.Context, j *job) {
 	var w *record.Writer
 	if !a.o.TrackOnly {
 		var err error
-		w, err = record.Create(record.Options{Path: rep.Output, Format: a.format(), Signature: j.sig, Every: a.seg, Resume: j.resume})
+		w, err = record.Create(record.Options{Path: rep.Output, Format: a.format(), Signature: j.sig, Every: a.seg, Resume: j.resume,
+			Partial: j.partial, Commit: j.commit})
 		if err != nil {
 			rep.Status, rep.Err = "failed", err
 			return

@@ -26,6 +26,11 @@ type job struct {
 	sig    string
 	resume record.State // what an interrupted run did
 	probed int          // frames the container claims (0: unknown)
+	// partial and commit are record.Options' (analyze -cluster: this
+	// worker's own partial file, and the check that the file is still
+	// this worker's before its output is put in place).
+	partial string
+	commit  func() error
 }
 
 // plan expands the inputs into jobs: folders are searched, outputs named,

@@ -2,10 +2,13 @@ package record
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/affectd/affectd/infer/analysis"
 )
@@ -27,12 +30,15 @@ type State struct {
 	Bytes     int64  `json:"bytes"`
 }
 
-// PartialPath is where the output grows; StatePath where its progress is
-// recorded.
+// PartialPath is where the output grows by default; StatePath where its
+// progress is recorded.
 func PartialPath(path string) string { return path + ".partial" }
 
 // StatePath is the file of an output's State.
-func StatePath(path string) string { return path + ".partial.state" }
+func StatePath(path string) string { return stateOf(PartialPath(path)) }
+
+// stateOf is the state file of a partial file.
+func stateOf(partial string) string { return partial + ".state" }
 
 // Errors of LoadState: the run starts over.
 var (
@@ -54,7 +60,12 @@ const maxStateBytes = 4096
 // A state file is small: one longer than maxStateBytes, or one whose
 // counts are negative, is unreadable.
 func LoadState(path, sig string) (State, error) {
-	f, err := os.Open(StatePath(path))
+	return LoadPartial(PartialPath(path), sig)
+}
+
+// LoadPartial is LoadState for an output growing at partial (Options.Partial).
+func LoadPartial(partial, sig string) (State, error) {
+	f, err := os.Open(stateOf(partial))
 	if err != nil {
 		return State{}, ErrNoState
 	}
@@ -70,7 +81,7 @@ func LoadState(path, sig string) (State, error) {
 	if st.Signature != sig {
 		return State{}, ErrChanged
 	}
-	if fi, err := os.Stat(PartialPath(path)); err != nil || fi.Size() < st.Bytes {
+	if fi, err := os.Stat(partial); err != nil || fi.Size() < st.Bytes {
 		return State{}, ErrShortPartial
 	}
 	return st, nil
@@ -94,6 +105,22 @@ type Options struct {
 	// Resume continues an interrupted run (from LoadState; zero: start
 	// afresh). The results of its frames are not written again.
 	Resume State
+	// Partial is where the output grows, its state beside it with
+	// ".state" added ("": PartialPath(Path)). Workers of one job that
+	// share the output folder each grow their own (analyze -cluster), so
+	// one that stalled and lost the file cannot write into another's.
+	Partial string
+	// Commit, when set, is asked once the complete output is synced and
+	// before it is renamed into place: an error leaves the partial file
+	// and its state as they are and is Finish's error.
+	Commit func() error
+}
+
+func (o *Options) partial() string {
+	if o.Partial != "" {
+		return o.Partial
+	}
+	return PartialPath(o.Path)
 }
 
 // Writer is a file sink with checkpoints.
@@ -111,7 +138,7 @@ func Create(o Options) (*Writer, error) {
 	w := &Writer{o: o}
 	var err error
 	if o.Resume.Frames > 0 {
-		w.f, err = os.OpenFile(PartialPath(o.Path), os.O_RDWR, 0)
+		w.f, err = os.OpenFile(o.partial(), os.O_RDWR, 0)
 		if err == nil {
 			err = w.f.Truncate(o.Resume.Bytes)
 		}
@@ -120,8 +147,8 @@ func Create(o Options) (*Writer, error) {
 		}
 		w.bytes = o.Resume.Bytes
 	} else {
-		os.Remove(StatePath(o.Path))
-		w.f, err = os.OpenFile(PartialPath(o.Path), os.O_RDWR|os.O_CREATE|os.O_TRUNC, FileMode)
+		os.Remove(stateOf(o.partial()))
+		w.f, err = os.OpenFile(o.partial(), os.O_RDWR|os.O_CREATE|os.O_TRUNC, FileMode)
 	}
 	if err != nil {
 		if w.f != nil {
@@ -169,12 +196,17 @@ func (w *Writer) checkpoint(frames uint64) error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(State{Version: stateVersion, Signature: w.o.Signature, Frames: frames, Bytes: w.bytes})
-	tmp := StatePath(w.o.Path) + ".tmp"
+	return writeState(w.o.partial(), State{Version: stateVersion, Signature: w.o.Signature, Frames: frames, Bytes: w.bytes})
+}
+
+// writeState replaces a partial file's state at once.
+func writeState(partial string, st State) error {
+	b, _ := json.Marshal(st)
+	tmp := stateOf(partial) + ".tmp"
 	if err := os.WriteFile(tmp, b, FileMode); err != nil {
 		return err
 	}
-	return os.Rename(tmp, StatePath(w.o.Path))
+	return os.Rename(tmp, stateOf(partial))
 }
 
 // Finish completes the output: flushed, synced and renamed into place.
@@ -186,11 +218,16 @@ func (w *Writer) Finish() error {
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(PartialPath(w.o.Path), w.o.Path)
+	if err == nil && w.o.Commit != nil {
+		if err = w.o.Commit(); err != nil {
+			return err // the partial file stays: not this writer's to finish
+		}
 	}
 	if err == nil {
-		os.Remove(StatePath(w.o.Path))
+		err = os.Rename(w.o.partial(), w.o.Path)
+	}
+	if err == nil {
+		os.Remove(stateOf(w.o.partial()))
 	}
 	return err
 }
@@ -200,7 +237,79 @@ func (w *Writer) Finish() error {
 func (w *Writer) Abort(keep bool) {
 	w.f.Close()
 	if !keep {
-		os.Remove(PartialPath(w.o.Path))
-		os.Remove(StatePath(w.o.Path))
+		os.Remove(w.o.partial())
+		os.Remove(stateOf(w.o.partial()))
 	}
+}
+
+// Partials lists the partial files of the output at path that have a
+// state: the default one and every worker's (PartialPath(path) followed
+// by a dot and a name).
+func Partials(path string) []string {
+	dir, base := filepath.Split(path)
+	ents, err := os.ReadDir(cmp.Or(dir, "."))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	pre := filepath.Base(PartialPath(base))
+	for _, e := range ents {
+		n := e.Name()
+		if s, ok := strings.CutSuffix(n, ".state"); ok && (s == pre || strings.HasPrefix(s, pre+".") && !strings.Contains(s[len(pre)+1:], ".")) {
+			out = append(out, filepath.Join(dir, s))
+		}
+	}
+	return out
+}
+
+// RemovePartials deletes every partial file of the output at path, its
+// state and leftovers (the output is complete).
+func RemovePartials(path string) {
+	dir, base := filepath.Split(path)
+	ents, err := os.ReadDir(cmp.Or(dir, "."))
+	if err != nil {
+		return
+	}
+	pre := filepath.Base(PartialPath(base))
+	for _, e := range ents {
+		if n := e.Name(); n == pre || strings.HasPrefix(n, pre+".") {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+}
+
+// Adopt makes partial, this writer's, a copy of the first st.Bytes of
+// another's (from, whose state is st) with the same state, so a run
+// resumes from another worker's checkpoint without touching its file,
+// which a stalled worker may still be writing.
+func Adopt(from, partial string, st State) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	os.Remove(stateOf(partial))
+	tmp := partial + ".tmp"
+	dst, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, FileMode)
+	if err != nil {
+		return err
+	}
+	n, err := io.CopyN(dst, src, st.Bytes)
+	if err == nil && n != st.Bytes {
+		err = ErrShortPartial
+	}
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, partial)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return writeState(partial, st)
 }

@@ -99,3 +99,91 @@ func FuzzLoadState(f *testing.F) {
 		w.Abort(false)
 	})
 }
+
+// TestAdopt: worker b resumes worker a's interrupted output from a's
+// checkpoint through its own partial file. a, stalled, keeps writing
+// into its own file afterwards; b's output is still exactly an
+// uninterrupted run's. A Commit that refuses leaves the output unmade
+// and the partial in place; Partials lists both workers' partial files
+// and RemovePartials clears every one.
+func TestAdopt(t *testing.T) {
+	dir := t.TempDir()
+	whole, out := filepath.Join(dir, "whole.csv"), filepath.Join(dir, "out.csv")
+	write(t, Options{Path: whole, Format: lines{}, Signature: "s", Every: 4}, 20, true)
+	pa, pb := PartialPath(out)+".a", PartialPath(out)+".b"
+
+	// a stops after frame 10 (checkpoint 8), its writer left open.
+	wa, err := Create(Options{Path: out, Partial: pa, Format: lines{}, Signature: "s", Every: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 10; seq++ {
+		if err := wa.WriteFrame(&analysis.FrameResult{Seq: seq}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := Partials(out); len(got) != 1 || got[0] != pa {
+		t.Fatalf("Partials %q, want [%s]", got, pa)
+	}
+	st, err := LoadPartial(pa, "s")
+	if err != nil || st.Frames != 8 {
+		t.Fatalf("a's state %+v %v, want 8 frames", st, err)
+	}
+	if err := Adopt(pa, pb, st); err != nil {
+		t.Fatal(err)
+	}
+	// a wakes and writes on, into its own file only.
+	for seq := uint64(11); seq <= 14; seq++ {
+		if err := wa.WriteFrame(&analysis.FrameResult{Seq: seq}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stb, err := LoadPartial(pb, "s")
+	if err != nil || stb != st {
+		t.Fatalf("b's state %+v %v, want a's %+v", stb, err, st)
+	}
+	if got := Partials(out); len(got) != 2 {
+		t.Fatalf("Partials %q, want a's and b's", got)
+	}
+
+	// b's first finish is refused by its Commit: nothing renamed.
+	refused := errors.New("lost")
+	o := Options{Path: out, Partial: pb, Format: lines{}, Signature: "s", Every: 4, Resume: stb, Commit: func() error { return refused }}
+	w, err := Create(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 20; seq++ {
+		if err := w.WriteFrame(&analysis.FrameResult{Seq: seq}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Finish(); !errors.Is(err, refused) {
+		t.Fatalf("Finish with a refusing Commit: %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("the output exists after a refused commit: %v", err)
+	}
+	stb, err = LoadPartial(pb, "s")
+	if err != nil || stb.Frames != 20 {
+		t.Fatalf("b's state after the refused commit %+v %v, want 20 frames", stb, err)
+	}
+
+	// b resumes its own partial (complete) and commits.
+	commits := 0
+	o.Resume, o.Commit = stb, func() error { commits++; return nil }
+	write(t, o, 20, true)
+	a, _ := os.ReadFile(whole)
+	b, err := os.ReadFile(out)
+	if err != nil || !bytes.Equal(a, b) || commits != 1 {
+		t.Fatalf("b's output %q (%v, %d commits), want %q", b, err, commits, a)
+	}
+	wa.Abort(true)
+	RemovePartials(out)
+	if left, _ := filepath.Glob(filepath.Join(dir, "out.csv.*")); len(left) > 0 {
+		t.Fatalf("left after RemovePartials: %q", left)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Fatalf("RemovePartials removed the output: %v", err)
+	}
+}
