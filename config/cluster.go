@@ -33,6 +33,11 @@ type Cluster struct {
 	// (nats-route://host:port). Three nodes are JetStream's quorum.
 	ClusterListen string   `yaml:"cluster_listen"`
 	Routes        []string `yaml:"routes"`
+	// Replicas is how many NATS servers keep each bucket and stream
+	// (1 to 5; 0: one more than the routes, at most 3, for embedded
+	// servers, and 1 for an external cluster). Every node should say the
+	// same.
+	Replicas int `yaml:"replicas"`
 	// StoreDir (embedded) keeps JetStream's data; "" is nats/ in the state
 	// directory.
 	StoreDir string `yaml:"store_dir"`
@@ -70,6 +75,17 @@ func (c Cluster) NodeName() string {
 	return strings.ReplaceAll(h, ".", "-")
 }
 
+// ReplicaCount is Replicas, or its default.
+func (c Cluster) ReplicaCount() int {
+	switch {
+	case c.Replicas > 0:
+		return c.Replicas
+	case c.NATS == ClusterEmbedded:
+		return min(1+len(c.Routes), 3)
+	}
+	return 1
+}
+
 // Store is StoreDir, or nats/ in the state directory.
 func (c Cluster) Store() string {
 	if c.StoreDir != "" {
@@ -104,6 +120,12 @@ func (c Cluster) validate(p *problems) {
 	}
 	if c.Capacity < 1 || c.Capacity > 1024 {
 		p.add("cluster.capacity", "must be from 1 to 1024 streams, got %d", c.Capacity)
+	}
+	switch {
+	case c.Replicas < 0 || c.Replicas > 5:
+		p.add("cluster.replicas", "must be from 1 to 5 (JetStream's limit), or 0 for the default, got %d", c.Replicas)
+	case c.Replicas > 1 && c.NATS == ClusterEmbedded && len(c.Routes) == 0:
+		p.add("cluster.replicas", "a single embedded server keeps one copy: %d replicas need routes to other servers", c.Replicas)
 	}
 	if c.Retention.D() < 0 || c.Retention.D() > 7*24*time.Hour {
 		p.add("cluster.retention", "must be between 0 and 168h, got %s", c.Retention)

@@ -181,6 +181,7 @@ cluster:
   listen: 0.0.0.0:4222
   cluster_listen: 0.0.0.0:6222
   routes: [nats-route://gpu-2:6222, nats-route://gpu-3:6222]
+  replicas: 3
   store_dir: /var/lib/affectd/nats
   credentials: /etc/affectd/nats.creds
   ca: /etc/affectd/nats-ca.pem
@@ -259,7 +260,7 @@ var fullWant = Config{
 		Every: Duration(5 * time.Second), Store: "/var/lib/affectd/people.json"},
 	Cluster: Cluster{NATS: "embedded", Node: "gpu-1", LeaseTTL: Duration(5 * time.Second), Capacity: 12, Retention: Duration(10 * time.Minute),
 		Listen: "0.0.0.0:4222", ClusterListen: "0.0.0.0:6222", Routes: []string{"nats-route://gpu-2:6222", "nats-route://gpu-3:6222"},
-		StoreDir: "/var/lib/affectd/nats", Credentials: "/etc/affectd/nats.creds", CA: "/etc/affectd/nats-ca.pem",
+		Replicas: 3, StoreDir: "/var/lib/affectd/nats", Credentials: "/etc/affectd/nats.creds", CA: "/etc/affectd/nats-ca.pem",
 		Cert: "/etc/affectd/nats-cert.pem", Key: "/etc/affectd/nats-key.pem"},
 	Preview: Preview{Enabled: false, FPS: 2, MaxWidth: 320, Quality: 50, MaxWatchers: 3},
 	HTTP: HTTP{AllowedHosts: []string{"affectd.lab.example"}, ReadTimeout: Duration(10 * time.Second), IdleTimeout: Duration(30 * time.Second),
@@ -545,6 +546,34 @@ func TestValidate(t *testing.T) {
 		}
 		if c.Batch.QueueLimit != 32 {
 			t.Errorf("queue_limit = %d, want 32", c.Batch.QueueLimit)
+		}
+	})
+	t.Run("cluster replicas", func(t *testing.T) {
+		for _, tc := range []struct {
+			doc, err string
+			n        int
+		}{
+			{"cluster: nats://n1:4222\n", "", 1},
+			{"cluster:\n  nats: nats://n1:4222\n  replicas: 3\n", "", 3},
+			{"cluster:\n  nats: embedded\n", "", 1},
+			{"cluster:\n  nats: embedded\n  cluster_listen: a:6222\n  routes: [nats-route://b:6222, nats-route://c:6222]\n", "", 3},
+			{"cluster:\n  nats: embedded\n  cluster_listen: a:6222\n  routes: [nats-route://b:6222]\n", "", 2},
+			{"cluster:\n  nats: nats://n1:4222\n  replicas: 6\n", "demo.yaml:3: cluster.replicas: must be from 1 to 5 (JetStream's limit), or 0 for the default, got 6", 0},
+			{"cluster:\n  nats: embedded\n  replicas: 3\n", "demo.yaml:3: cluster.replicas: a single embedded server keeps one copy: 3 replicas need routes to other servers", 0},
+		} {
+			c, err := Parse([]byte(tc.doc), "demo.yaml")
+			if err == nil {
+				err = c.Validate()
+			}
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Errorf("%q: got %v, want %s", tc.doc, err, tc.err)
+				}
+				continue
+			}
+			if err != nil || c.Cluster.ReplicaCount() != tc.n {
+				t.Errorf("%q: %v, %d replicas, want %d", tc.doc, err, c.Cluster.ReplicaCount(), tc.n)
+			}
 		}
 	})
 	t.Run("too complex", func(t *testing.T) {

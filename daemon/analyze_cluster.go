@@ -39,15 +39,17 @@ import (
 // clusterFlags are analyze's -cluster flags.
 type clusterFlags struct {
 	nats, job, node *string
+	replicas        *int
 	status          *bool
 }
 
 func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
 	return &clusterFlags{
-		nats:   fs.String("cluster", "", "nats://host:port[,…]: analyse over several machines through NATS JetStream: this command is one worker; it queues its files on the job and takes the job's next file until all are done (inputs and -out on a filesystem every worker shares, at the same paths)"),
-		job:    fs.String("job", "", "with -cluster: the job's name (letters, digits, _ and -; default: a hash of the inputs, -out and the options, so the same command on every machine joins one job); with -job, a worker may be given no files"),
-		node:   fs.String("node", "", "with -cluster: this worker's name in the job's progress (default: host name and process id)"),
-		status: fs.Bool("status", false, "with -cluster and -job: print the job's progress (every worker's files) and exit"),
+		nats:     fs.String("cluster", "", "nats://host:port[,…]: analyse over several machines through NATS JetStream: this command is one worker; it queues its files on the job and takes the job's next file until all are done (inputs and -out on a filesystem every worker shares, at the same paths)"),
+		job:      fs.String("job", "", "with -cluster: the job's name (letters, digits, _ and -; default: a hash of the inputs, -out and the options, so the same command on every machine joins one job); with -job, a worker may be given no files"),
+		node:     fs.String("node", "", "with -cluster: this worker's name in the job's progress (default: host name and process id)"),
+		replicas: fs.Int("replicas", 0, "with -cluster: how many NATS servers keep the job queue and its progress (1 to 5; default: as many as the queue has, or 1 for a new one)"),
+		status:   fs.Bool("status", false, "with -cluster and -job: print the job's progress (every worker's files) and exit"),
 	}
 }
 
@@ -69,7 +71,10 @@ func (f *clusterFlags) dial(ctx context.Context, log *slog.Logger) (*cluster.Nod
 	if len(node) > 64 || strings.ContainsAny(node, " \t\n.*>/") || cluster.CheckName(node) != nil {
 		return nil, fmt.Errorf("-node %q: want one word of at most 64 characters without dots, slashes or wildcards", node)
 	}
-	return cluster.Open(ctx, config.Cluster{NATS: *f.nats, Node: node, LeaseTTL: config.Duration(3 * time.Second), Capacity: 8}, log)
+	if *f.replicas < 0 || *f.replicas > 5 {
+		return nil, fmt.Errorf("-replicas %d: want 1 to 5", *f.replicas)
+	}
+	return cluster.Open(ctx, config.Cluster{NATS: *f.nats, Node: node, LeaseTTL: config.Duration(3 * time.Second), Capacity: 8, Replicas: *f.replicas}, log)
 }
 
 // clusterStatusCmd is `analyze -cluster URL -job NAME -status`.

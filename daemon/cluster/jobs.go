@@ -64,7 +64,9 @@ var (
 // a file stays with a worker that stops reporting before another gets it
 // (10 s), Heartbeat how often a worker reports (2 s), MaxDeliver how many
 // times a file is handed out (5: a file that kills every worker that takes
-// it ends up failed), Replicas how many NATS servers keep the queue (1).
+// it ends up failed), Replicas how many NATS servers keep the queue (0:
+// the node's cluster.replicas if set, else as many as the queue has, or
+// the node's default for a new one).
 type JobOptions struct {
 	AckWait, Heartbeat   time.Duration
 	MaxDeliver, Replicas int
@@ -183,9 +185,10 @@ type Jobs struct {
 func (n *Node) Jobs(ctx context.Context, o JobOptions) (*Jobs, error) {
 	o.AckWait = cmp.Or(max(o.AckWait, 0), 10*time.Second)
 	o.Heartbeat = min(cmp.Or(max(o.Heartbeat, 0), 2*time.Second), o.AckWait/3)
-	o.MaxDeliver, o.Replicas = cmp.Or(max(o.MaxDeliver, 0), 5), max(o.Replicas, 1)
+	o.MaxDeliver = cmp.Or(max(o.MaxDeliver, 0), 5)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	o.Replicas = n.replicasOf(ctx, JobsStream, cmp.Or(max(o.Replicas, 0), n.set))
 	_, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: JobsStream, Subjects: []string{JobsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
 		Storage: jetstream.FileStorage, Replicas: o.Replicas, Duplicates: dupWindow, MaxAge: jobLife,

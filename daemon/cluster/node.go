@@ -48,6 +48,10 @@ type Node struct {
 	leases  jetstream.KeyValue
 	mgr     *Manager
 	log     *slog.Logger
+	// replicas is how many servers keep each bucket and stream this node
+	// makes, and set the count the config asks for (0: the default, which
+	// never changes the count of one that exists).
+	replicas, set int
 }
 
 // Open connects this node (starting the embedded server first when the
@@ -56,8 +60,7 @@ func Open(ctx context.Context, c config.Cluster, log *slog.Logger) (*Node, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{Name: c.NodeName(), log: log}
-	replicas := 1
+	n := &Node{Name: c.NodeName(), log: log, replicas: c.ReplicaCount(), set: c.Replicas}
 	opts := []nats.Option{
 		nats.Name("affectd " + n.Name),
 		// Never buffer while disconnected: a result held back and sent
@@ -80,7 +83,6 @@ func Open(ctx context.Context, c config.Cluster, log *slog.Logger) (*Node, error
 			return nil, err
 		}
 		n.srv = srv
-		replicas = min(1+len(c.Routes), 3)
 		opts = append(opts, nats.InProcessServer(srv))
 		url = ""
 	} else {
@@ -104,34 +106,61 @@ func Open(ctx context.Context, c config.Cluster, log *slog.Logger) (*Node, error
 		return nil, err
 	}
 	// A new JetStream cluster elects its meta leader after the routes
-	// connect: retry the first calls for a while.
+	// connect, and has too few servers for the replicas until they have
+	// all joined: retry those for a while, and nothing else.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err = n.bind(ctx, c, replicas)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+		err = n.bind(ctx, c)
+		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	if err != nil {
 		n.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w (%d replicas)", err, n.replicas)
 	}
 	return n, nil
 }
 
-func (n *Node) bind(ctx context.Context, c config.Cluster, replicas int) error {
+// transient says whether a JetStream error at start-up may go away: the
+// system unavailable (no meta leader yet) or too few servers (not all
+// joined yet), or no answer at all.
+func transient(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		return true
+	}
+	return api.ErrorCode == 10008 || api.ErrorCode == 10023 // unavailable; insufficient resources
+}
+
+// replicasOf is how many servers are to keep the JetStream stream name
+// (a KV bucket's is KV_<bucket>): want when set; otherwise as many as it
+// has (a node left at the default never undoes another's setting), or
+// the node's default for a new one.
+func (n *Node) replicasOf(ctx context.Context, name string, want int) int {
+	if want > 0 {
+		return want
+	}
+	if s, err := n.js.Stream(ctx, name); err == nil {
+		return s.CachedInfo().Config.Replicas
+	}
+	return n.replicas
+}
+
+func (n *Node) bind(ctx context.Context, c config.Cluster) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var err error
 	n.streams, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: StreamBucket, History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+		Bucket: StreamBucket, History: 1, Storage: jetstream.FileStorage, Replicas: n.replicasOf(ctx, "KV_"+StreamBucket, n.set),
 		Description: "affectd's shared stream list", MaxValueSize: 64 << 10,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: stream list: %w", err)
 	}
-	if n.mgr, err = New(ctx, n.js, Options{Node: n.Name, TTL: c.LeaseTTL.D(), Capacity: c.Capacity, Replicas: replicas}); err != nil {
+	if n.mgr, err = New(ctx, n.js, Options{Node: n.Name, TTL: c.LeaseTTL.D(), Capacity: c.Capacity,
+		Replicas: n.replicasOf(ctx, "KV_"+LeaseBucket, n.set)}); err != nil {
 		return err
 	}
 	if n.leases, err = n.js.KeyValue(ctx, LeaseBucket); err != nil {
@@ -140,7 +169,7 @@ func (n *Node) bind(ctx context.Context, c config.Cluster, replicas int) error {
 	if r := c.Retention.D(); r > 0 {
 		_, err = n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name: FramesStream, Subjects: []string{FramesPrefix + ">"}, MaxAge: r, Storage: jetstream.FileStorage,
-			Replicas: replicas, Discard: jetstream.DiscardOld, MaxBytes: 4 << 30, Description: "affectd frames, for replay",
+			Replicas: n.replicasOf(ctx, FramesStream, n.set), Discard: jetstream.DiscardOld, MaxBytes: 4 << 30, Description: "affectd frames, for replay",
 		})
 		if err != nil {
 			return fmt.Errorf("cluster: frames stream: %w", err)

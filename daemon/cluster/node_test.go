@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,17 @@ func TestEmbeddedCluster(t *testing.T) {
 	}
 	if r := info.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas; r != 3 {
 		t.Errorf("stream list replicas %d, want 3", r)
+	}
+	// The job queue: made with the node's default (3 here), set to 2 by
+	// a worker that asks, and left at 2 by one at the default.
+	for i, c := range []struct{ node, ask, want int }{{2, 0, 3}, {1, 2, 2}, {0, 0, 2}} {
+		if _, err := nodes[c.node].Jobs(ctx, JobOptions{Replicas: c.ask}); err != nil {
+			t.Fatal(err)
+		}
+		si, err := nodes[c.node].js.Stream(ctx, JobsStream)
+		if err != nil || si.CachedInfo().Config.Replicas != c.want {
+			t.Fatalf("job queue, step %d: %v, want %d replicas", i, err, c.want)
+		}
 	}
 	var streams []config.Stream
 	for i := range 6 {
@@ -128,6 +140,22 @@ func TestEmbeddedCluster(t *testing.T) {
 	}
 	t.Logf("after n0 went: %v", runs)
 	gone.nc.Close()
+}
+
+// TestReplicasRefused: more replicas than the servers can keep is an
+// error at once, naming the replicas, not 30 s of retries.
+func TestReplicasRefused(t *testing.T) {
+	start := time.Now()
+	n, err := Open(context.Background(), config.Cluster{NATS: config.ClusterEmbedded, Node: "solo", LeaseTTL: config.Duration(3 * time.Second),
+		Capacity: 1, Replicas: 3, StoreDir: t.TempDir()}, nil)
+	if err == nil {
+		n.Close()
+		t.Fatal("3 replicas on one server: opened")
+	}
+	if took := time.Since(start); !strings.Contains(err.Error(), "3 replicas") || took > 10*time.Second {
+		t.Errorf("after %v: %v", took, err)
+	}
+	t.Log(err)
 }
 
 // TestRetentionReplay: with retention set, the frames published on
