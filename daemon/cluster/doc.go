@@ -7,6 +7,6 @@
 // kept by renewing it; a lease not renewed for the TTL vanishes and
 // another node takes the stream, and a node that cannot renew stops its
 // streams before that. jobs.go is analyze -cluster's work queue
-// (AFFECTD_JOBS, KV affectd_jobs), jobstatus.go a job's progress. The daemon's loop that starts and
-// stops pipelines is daemon/cluster.go.
+// (AFFECTD_JOBS, KV affectd_jobs), jobstatus.go a job's progress. The
+// daemon's loop that starts and stops pipelines is daemon/cluster.go.
 package cluster
