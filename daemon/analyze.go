@@ -136,6 +136,9 @@ type analyzer struct {
 	seg     uint64
 	mode    lmau.Neutral
 	neutral lmau.Features // NeutralFixed's
+	// node is analyze -cluster's worker name: its outputs grow in partial
+	// files of its own, and resume from any worker's ("": one machine).
+	node string
 
 	done     atomic.Int64 // frames through the analyzer (replayed or not)
 	total    atomic.Int64 // frames expected over every file to do (probed)

@@ -354,7 +354,7 @@ func (w *worker) file(ctx context.Context, c *cluster.Claim) error {
 	}, lost)
 	defer stop()
 	if w.sess == nil {
-		s, err := openSession(w.cfg, w.o)
+		s, err := openSession(w.cfg, w.o, w.node)
 		if err != nil {
 			stop()
 			lastWord(c.Release)
@@ -368,7 +368,7 @@ func (w *worker) file(ctx context.Context, c *cluster.Claim) error {
 	base.Store(w.sess.a.done.Load())
 	an.Store(w.sess.a)
 	var commitErr error
-	rep := w.sess.run(fctx, c.File, c.Name, w.node, &total, func() error {
+	rep := w.sess.run(fctx, c.File, c.Name, &total, func() error {
 		commitErr = lastWord(c.Confirm)
 		return commitErr
 	})
@@ -489,8 +489,8 @@ type fileSession struct {
 	engDone   chan struct{}
 }
 
-// openSession loads the models as Analyze does.
-func openSession(cfg *config.Config, o AnalyzeOptions) (*fileSession, error) {
+// openSession loads the models as Analyze does, for the worker node.
+func openSession(cfg *config.Config, o AnalyzeOptions, node string) (*fileSession, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -499,6 +499,7 @@ func openSession(cfg *config.Config, o AnalyzeOptions) (*fileSession, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.node = node
 	s := &fileSession{a: a, engDone: make(chan struct{})}
 	var engCtx context.Context
 	engCtx, s.engCancel = context.WithCancel(context.Background())
@@ -518,7 +519,7 @@ func (s *fileSession) close() {
 // grows in this node's own partial file; commit is asked before the
 // complete output is put in place. total gets the frames the container
 // announces.
-func (s *fileSession) run(ctx context.Context, in, name, node string, total *atomic.Int64, commit func() error) *FileReport {
+func (s *fileSession) run(ctx context.Context, in, name string, total *atomic.Int64, commit func() error) *FileReport {
 	a := s.a
 	st, err := os.Stat(in)
 	switch {
@@ -534,46 +535,11 @@ func (s *fileSession) run(ctx context.Context, in, name, node string, total *ato
 	if j.rep.Status != "" {
 		return j.rep
 	}
-	j.partial, j.commit = workerPartial(j.rep.Output, node), commit
-	if !a.o.Force {
-		a.resumeShared(j)
-	}
+	j.commit = commit
 	total.Store(int64(j.probed))
 	a.runFile(ctx, j)
 	if j.rep.Status == "done" {
 		record.RemovePartials(j.rep.Output)
 	}
 	return j.rep
-}
-
-// workerPartial is where node grows the output out: a partial file of its
-// own, so a worker that stalled and lost the file (another resumed it)
-// can never write into the file of the worker that has it now.
-func workerPartial(out, node string) string {
-	p := record.PartialPath(out) + "." + node
-	if len(filepath.Base(p))+len(".state.tmp") > 255 { // a long output name: the node's hash
-		sum := sha256.Sum256([]byte(node))
-		p = record.PartialPath(out) + "." + hex.EncodeToString(sum[:6])
-	}
-	return p
-}
-
-// resumeShared picks the furthest checkpoint among the output's partial
-// files (this worker's, other workers', an interrupted single-machine
-// run's) and, unless it is this worker's own, copies it into that.
-func (a *analyzer) resumeShared(j *job) {
-	j.resume = record.State{}
-	best := ""
-	for _, p := range record.Partials(j.rep.Output) {
-		if st, err := record.LoadPartial(p, j.sig); err == nil && st.Frames > j.resume.Frames {
-			best, j.resume = p, st
-		}
-	}
-	if best == "" || best == j.partial {
-		return
-	}
-	if err := record.Adopt(best, j.partial, j.resume); err != nil {
-		a.o.Log.Warn("could not copy another worker's checkpoint: starting over", "from", best, "err", err)
-		j.resume = record.State{}
-	}
 }

@@ -333,14 +333,14 @@ func TestWorkerPartials(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := openSession(cfg, AnalyzeOptions{Format: "csv", OutDir: whole})
+	s, err := openSession(cfg, AnalyzeOptions{Format: "csv", OutDir: whole}, "w")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.close()
 	ctx := context.Background()
 	var total atomic.Int64
-	if rep := s.run(ctx, input, "long", "w", &total, nil); rep.Status != "done" {
+	if rep := s.run(ctx, input, "long", &total, nil); rep.Status != "done" {
 		t.Fatalf("uninterrupted run: %+v", rep)
 	}
 	want, err := os.ReadFile(filepath.Join(whole, "long.csv"))
@@ -367,7 +367,8 @@ func TestWorkerPartials(t *testing.T) {
 			}
 		}
 	}()
-	rep := s.run(actx, input, "long", "a", &total, nil)
+	s.a.node = "a"
+	rep := s.run(actx, input, "long", &total, nil)
 	interrupt()
 	sa := state(pa)
 	if rep.Status != "" || sa.Frames == 0 || sa.Frames >= 300 {
@@ -376,7 +377,8 @@ func TestWorkerPartials(t *testing.T) {
 	aBytes, _ := os.ReadFile(pa)
 	t.Logf("a interrupted with %d frames checkpointed", sa.Frames)
 
-	rep = s.run(ctx, input, "long", "b", &total, func() error { return cluster.ErrLost })
+	s.a.node = "b"
+	rep = s.run(ctx, input, "long", &total, func() error { return cluster.ErrLost })
 	if !errors.Is(rep.Err, cluster.ErrLost) || rep.Replayed != int64(sa.Frames) {
 		t.Fatalf("b: %+v (err %v), want resumed from a's %d frames and its commit refused", rep, rep.Err, sa.Frames)
 	}
@@ -392,7 +394,8 @@ func TestWorkerPartials(t *testing.T) {
 	}
 
 	commits := 0
-	rep = s.run(ctx, input, "long", "c", &total, func() error { commits++; return nil })
+	s.a.node = "c"
+	rep = s.run(ctx, input, "long", &total, func() error { commits++; return nil })
 	if rep.Status != "done" || rep.Replayed != int64(sb.Frames) || commits != 1 {
 		t.Fatalf("c: %+v (err %v, %d commits), want done, resumed from b's %d frames", rep, rep.Err, commits, sb.Frames)
 	}

@@ -138,6 +138,9 @@ func (a *analyzer) prepare(in, name string) *job {
 		return j
 	}
 	j.sig = sig
+	if a.node != "" {
+		j.partial = workerPartial(j.rep.Output, a.node)
+	}
 	if info, err := file.Probe(in); err == nil && info.Frames > 0 {
 		j.probed = info.Frames
 	}
@@ -148,8 +151,13 @@ func (a *analyzer) prepare(in, name string) *job {
 }
 
 // loadResume reads an interrupted run's state; one made with other inputs
-// or options is started over.
+// or options is started over. A worker of analyze -cluster takes the
+// furthest of every worker's (resumeShared).
 func (a *analyzer) loadResume(j *job) {
+	if a.node != "" {
+		a.resumeShared(j)
+		return
+	}
 	st, err := record.LoadState(j.rep.Output, j.sig)
 	switch {
 	case err == nil:
@@ -194,4 +202,35 @@ func (a *analyzer) signature(in string) (string, error) {
 		fmt.Fprintf(h, "%v\x00", p)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// workerPartial is where node grows the output out: a partial file of its
+// own, so a worker that stalled and lost the file (another resumed it)
+// can never write into the file of the worker that has it now.
+func workerPartial(out, node string) string {
+	p := record.PartialPath(out) + "." + node
+	if len(filepath.Base(p))+len(".state.tmp") > 255 { // a long output name: the node's hash
+		sum := sha256.Sum256([]byte(node))
+		p = record.PartialPath(out) + "." + hex.EncodeToString(sum[:6])
+	}
+	return p
+}
+
+// resumeShared picks the furthest checkpoint among the output's partial
+// files (this worker's, other workers', an interrupted single-machine
+// run's) and, unless it is this worker's own, copies it into that.
+func (a *analyzer) resumeShared(j *job) {
+	best := ""
+	for _, p := range record.Partials(j.rep.Output) {
+		if st, err := record.LoadPartial(p, j.sig); err == nil && st.Frames > j.resume.Frames {
+			best, j.resume = p, st
+		}
+	}
+	if best == "" || best == j.partial {
+		return
+	}
+	if err := record.Adopt(best, j.partial, j.resume); err != nil {
+		a.o.Log.Warn("could not copy another worker's checkpoint: starting over", "from", best, "err", err)
+		j.resume = record.State{}
+	}
 }

@@ -247,16 +247,11 @@ func (w *Writer) Abort(keep bool) {
 // by a dot and a name).
 func Partials(path string) []string {
 	dir, base := filepath.Split(path)
-	ents, err := os.ReadDir(cmp.Or(dir, "."))
-	if err != nil {
-		return nil
-	}
+	pre := filepath.Join(dir, PartialPath(base)) // as partialFiles names them
 	var out []string
-	pre := filepath.Base(PartialPath(base))
-	for _, e := range ents {
-		n := e.Name()
-		if s, ok := strings.CutSuffix(n, ".state"); ok && (s == pre || strings.HasPrefix(s, pre+".") && !strings.Contains(s[len(pre)+1:], ".")) {
-			out = append(out, filepath.Join(dir, s))
+	for _, p := range partialFiles(path) {
+		if s, ok := strings.CutSuffix(p, ".state"); ok && (s == pre || !strings.Contains(strings.TrimPrefix(s, pre+"."), ".")) {
+			out = append(out, s)
 		}
 	}
 	return out
@@ -265,17 +260,27 @@ func Partials(path string) []string {
 // RemovePartials deletes every partial file of the output at path, its
 // state and leftovers (the output is complete).
 func RemovePartials(path string) {
+	for _, p := range partialFiles(path) {
+		os.Remove(p)
+	}
+}
+
+// partialFiles lists the files beside the output at path named
+// PartialPath(path), or that followed by a dot and more.
+func partialFiles(path string) []string {
 	dir, base := filepath.Split(path)
 	ents, err := os.ReadDir(cmp.Or(dir, "."))
 	if err != nil {
-		return
+		return nil
 	}
 	pre := filepath.Base(PartialPath(base))
+	var out []string
 	for _, e := range ents {
 		if n := e.Name(); n == pre || strings.HasPrefix(n, pre+".") {
-			os.Remove(filepath.Join(dir, n))
+			out = append(out, filepath.Join(dir, n))
 		}
 	}
+	return out
 }
 
 // Adopt makes partial, this writer's, a copy of the first st.Bytes of
