@@ -158,10 +158,12 @@ func (d *Decoder) Decode(data []byte, dst *gocv.Mat) (bool, error) {
 	}
 	// data is Go memory: C copies it into a packet and keeps no pointer.
 	r := C.avdec_decode(d.p, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.int(len(data)))
-	if r.err >= 0 && r.got == 0 && isKey(d.codec, au) {
-		// A key frame that gives no picture: earlier input left the context
-		// holding pictures back (a hostile SPS can ask for reordering, and
-		// WebRTC streams have none). Decode it once more on a fresh context.
+	if r.err >= 0 && (r.got == 0 || r.corrupt != 0) && isKey(d.codec, au) {
+		// A key frame that gives no picture, or a damaged one: earlier input
+		// left the context holding pictures back (a hostile SPS can ask for
+		// reordering, and WebRTC streams have none) or half a picture the
+		// key frame's slices were taken to continue. Decode it once more on
+		// a fresh context.
 		C.avdec_reset(d.p)
 		if d.codec == H264 {
 			d.reopened = true
